@@ -53,6 +53,7 @@ class Resource:
     expect: tuple[str, ...] = ()    # glob patterns that must match in the downloaded folder
     classes: tuple[str, ...] = ()   # class names for 1-based label indices, when the archive has no classes.txt
     rows: dict | None = field(default=None, compare=False)  # official row counts per raw split, checked by `convert_dataset`
+                                                           # (not compared, so a Resource stays hashable)
     about: str = ''
 
 def _fastai(fname, size, md5): return Remote(FASTAI_NLP + fname, size, md5, md5_bytes=MiB)
@@ -453,7 +454,7 @@ def get_dataset(name: str, path=None, *, home=None, force: bool = False, progres
 
 # %% ../nbs/13_download.ipynb #a167d08a
 CORPORA = {'gutenberg': ('gutenberg/books', '*.txt'), 'wikitext2': ('wikitext2', '*.tokens')}
-_WIKITEXT_FIXES = ((' @-@ ', '-'), (' @,@ ', ','), (' @.@ ', '.'), ('<unk>', UNK))
+_WIKITEXT_JOIN = re.compile(r' ?@([-,.])@ ?')  # '1 @,@ 000' -> '1,000'; also at a line's end ('in 1932 @,@')
 _HEADING = re.compile(r'^(=(?: =)*) (.*) \1$')  # '= Title =', '= = Section = ='
 
 def _lines(path: Path) -> Iterator[str]:
@@ -469,7 +470,7 @@ def _wikitext_units(path: Path) -> Iterator[tuple[bool, str]]:
         if not line: continue
         m = _HEADING.match(line)
         text = m.group(2) if m else line
-        for a, b in _WIKITEXT_FIXES: text = text.replace(a, b)
+        text = _WIKITEXT_JOIN.sub(r'\1', text).replace('<unk>', UNK)
         yield bool(m) and m.group(1) == '=', text
 
 def _text_paragraphs(path: Path) -> Iterator[str]:
