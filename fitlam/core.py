@@ -73,12 +73,12 @@ def to_device(x, device):
 # %% ../nbs/00_core.ipynb #b081556a
 @contextmanager
 def atomic_write(path, mode: str = 'wb'):
-    "Open a temporary file beside `path` for writing, and rename it to `path` only if the block succeeds."
+    "Open a temporary file beside `path` for writing (text modes in UTF-8), and rename it to `path` only if the block succeeds."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
