@@ -38,7 +38,7 @@ def _snake(name: str) -> str:
     return re.sub(r'([a-z0-9])([A-Z])', r'\1_\2', re.sub(r'(.)([A-Z][a-z]+)', r'\1_\2', name)).lower()
 
 class Callback:
-    "Base class of the learner's callbacks: define methods named after the events in `EVENTS`."
+    "Subclass to hook into the learner's loop: define methods named after the events in `EVENTS`."
     order: int = 0
     learn = None
 
@@ -54,7 +54,7 @@ class Callback:
 
     @property
     def name(self) -> str:
-        "The class name in snake case: the key of this callback's state in checkpoints."
+        "Return the class name in snake case (the key of this callback's state in checkpoints)."
         return _snake(type(self).__name__)
 
     def state_dict(self) -> dict | None:

@@ -64,7 +64,7 @@ class TrackerCallback(Callback):
                           f"expected one of {self.learn.recorder.metric_names[1:-1]}")
 
     def improved(self) -> bool:
-        "Whether this epoch's value beat the best so far by `min_delta` (and record it as the best)."
+        "Return whether this epoch's value beat the best so far by `min_delta` (and record it as the best)."
         value = self.learn.recorder.rows[-1][self.monitor]
         better = value < self.best - self.min_delta if self.lower else value > self.best + self.min_delta
         if better: self.best = value

@@ -17,11 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import FitlamError, atomic_save, default_device, get_rng_states, listify, set_rng_states, to_device
-from .callback import (Callback, CancelBatchException, CancelEpochException, CancelFitException,
-                             CancelTrainException, CancelValidateException, set_hyper)
+from fitlam.callback import (
+    Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException, CancelValidateException,
+    set_hyper)
 from .metrics import ProgressCallback, Recorder, as_metric, flat_cross_entropy
-from .schedule import (LRFinder, LRFindResult, ParamScheduler, one_cycle_curve, one_cycle_moms, per_group,
-                             steep, stlr_curve, valley)
+from .schedule import (
+    LRFinder, LRFindResult, ParamScheduler, one_cycle_curve, one_cycle_moms, per_group, steep, stlr_curve, valley)
 
 # %% auto #0
 __all__ = ['NORM_TYPES', 'adam', 'ulmfit_adam', 'SGDW', 'sgd', 'norm_params', 'norm_bias_params', 'get_layer_groups',
@@ -36,16 +37,16 @@ def _fused(groups) -> dict:
 
 def adam(groups: list[dict], lr: float, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
          decouple_wd: bool = True) -> torch.optim.Optimizer:
-    "Adam over parameter `groups` with betas `(mom, sqr_mom)` and decoupled weight decay (AdamW), or L2 with `decouple_wd=False`."
+    "Build Adam over parameter `groups` with betas `(mom, sqr_mom)` and decoupled weight decay (AdamW), or L2 with `decouple_wd=False`."
     cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
     return cls(groups, lr=lr, betas=(mom, sqr_mom), eps=eps, **_fused(groups))
 
 def ulmfit_adam(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    "Adam with the paper's betas (0.7, 0.99) and decoupled weight decay."
+    "Build Adam with the paper's betas (0.7, 0.99) and decoupled weight decay."
     return adam(groups, lr, mom=0.7, sqr_mom=0.99)
 
 class SGDW(torch.optim.SGD):
-    "SGD (with momentum) and decoupled weight decay: `p <- p * (1 - lr * wd)` before each step."
+    "Step SGD (with momentum) after decoupled weight decay, `p <- p * (1 - lr * wd)`."
     @torch.no_grad()
     def step(self, closure=None):
         wds = [g['weight_decay'] for g in self.param_groups]
@@ -59,7 +60,7 @@ class SGDW(torch.optim.SGD):
             for g, wd in zip(self.param_groups, wds): g['weight_decay'] = wd
 
 def sgd(groups: list[dict], lr: float, mom: float = 0.9, decouple_wd: bool = True) -> torch.optim.Optimizer:
-    "SGD with momentum `mom` and decoupled weight decay, or L2 with `decouple_wd=False`."
+    "Build SGD with momentum `mom` and decoupled weight decay, or L2 with `decouple_wd=False`."
     return (SGDW if decouple_wd else torch.optim.SGD)(groups, lr=lr, momentum=mom, **_fused(groups))
 
 # %% ../nbs/33_learner.ipynb #d8c1ef2c
@@ -67,11 +68,11 @@ NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d,
               nn.LayerNorm, nn.GroupNorm)
 
 def norm_params(model: nn.Module) -> list[nn.Parameter]:
-    "The parameters of the normalisation layers (`NORM_TYPES`) in `model`."
+    "Return the parameters of the normalisation layers (`NORM_TYPES`) in `model`."
     return [p for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)]
 
 def norm_bias_params(model: nn.Module) -> list[nn.Parameter]:
-    "The parameters of normalisation layers and the `bias` of every module: those that get no weight decay."
+    "Return the parameters of normalisation layers and the `bias` of every module: those that get no weight decay."
     out, seen = [], set()
     for m in model.modules():
         ps = list(m.parameters(recurse=False)) if isinstance(m, NORM_TYPES) else [m.bias] if isinstance(getattr(m, 'bias', None), nn.Parameter) else []
@@ -132,7 +133,7 @@ def load_file(path, kinds: Sequence[str] = ('fitlam.model', 'fitlam.checkpoint')
     return obj
 
 def _cpu_copy(obj):
-    "A deep copy of `obj` with its tensors copied to the CPU."
+    "Return a deep copy of `obj` with its tensors copied to the CPU."
     if torch.is_tensor(obj): return obj.detach().to('cpu', copy=True)
     if isinstance(obj, dict): return {k: _cpu_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return type(obj)(_cpu_copy(v) for v in obj)
@@ -140,14 +141,14 @@ def _cpu_copy(obj):
 
 # %% ../nbs/33_learner.ipynb #fdb9c91a
 def default_activation(loss_func) -> Callable:
-    "The function turning logits into predictions for `loss_func`: softmax for cross-entropy, sigmoid for BCE with logits, else the identity."
+    "Return the function turning logits into predictions for `loss_func`: softmax for cross-entropy, sigmoid for BCE with logits, else the identity."
     if getattr(loss_func, 'activation', None) is not None: return loss_func.activation
     if loss_func in (F.cross_entropy, flat_cross_entropy) or isinstance(loss_func, nn.CrossEntropyLoss): return partial(torch.softmax, dim=-1)
     if loss_func is F.binary_cross_entropy_with_logits or isinstance(loss_func, nn.BCEWithLogitsLoss): return torch.sigmoid
     return lambda x: x
 
 def per_item_loss(loss_func, pred: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    "The loss of each item of a batch `(bs,)`: `loss_func` without reduction, averaged over anything beyond the first dimension."
+    "Return the loss of each item of a batch `(bs,)`: `loss_func` without reduction, averaged over anything beyond the first dimension."
     if isinstance(getattr(loss_func, 'reduction', None), str):
         old, loss_func.reduction = loss_func.reduction, 'none'
         try: loss = loss_func(pred, yb)
@@ -266,7 +267,7 @@ class Learner:
         finally: self.add_cbs(cbs)
 
     def no_bar(self):
-        "A context manager hiding the progress bars: `with learn.no_bar(): learn.fit(1)`."
+        "Hide the progress bars in a `with` block: `with learn.no_bar(): learn.fit(1)`."
         return self.removed_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
 
     def __call__(self, event: str):
@@ -463,12 +464,20 @@ class Learner:
             except ValueError as e: raise FitlamError(f'{file}: its optimizer state does not fit this optimizer: {e}') from e
         return self
 
+    def _cb_keys(self) -> list[tuple[str, Callback]]:
+        "Key each callback by its `name`, numbering repeats (`early_stopping`, `early_stopping_1`)."
+        counts, out = {}, []
+        for cb in self.cbs:
+            k = counts[cb.name] = counts.get(cb.name, -1) + 1
+            out.append((cb.name if k == 0 else f'{cb.name}_{k}', cb))
+        return out
+
     def save_checkpoint(self, path) -> Path:
         "Write a training checkpoint (weights, optimizer, epoch, schedule position, RNGs, callback states) to `path`, atomically."
         state = dict(format='fitlam.checkpoint', version=1, model=self.model.state_dict(), opt=self.opt.state_dict(),
                      epoch=self.epoch, n_epoch=self.n_epoch, n_iter=len(self.data.train_dl), train_iter=self.train_iter,
                      frozen_idx=self.frozen_idx, lrs=list(self.lrs), rng=_rng_to_plain(get_rng_states()),
-                     cbs={cb.name: cb.state_dict() for cb in self.cbs if cb.state_dict() is not None})
+                     cbs={key: state for key, cb in self._cb_keys() if (state := cb.state_dict()) is not None})
         atomic_save(state, path)
         return Path(path)
 
@@ -480,6 +489,6 @@ class Learner:
         self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['opt'])
         self.freeze_to(ck['frozen_idx'])
         self.start_epoch, self.train_iter = ck['epoch'] + 1, ck['train_iter']
-        for cb in self.cbs:
-            if cb.name in ck['cbs']: cb.load_state_dict(ck['cbs'][cb.name])
+        for key, cb in self._cb_keys():
+            if key in ck['cbs']: cb.load_state_dict(ck['cbs'][key])
         set_rng_states(_rng_from_plain(ck['rng']))      # last: nothing may draw random numbers before the next epoch

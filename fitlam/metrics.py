@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastprogress.fastprogress import ConsoleMasterBar, ConsoleProgressBar, format_time, master_bar, progress_bar
+import numpy as np
 from matplotlib.figure import Figure
 
 from .core import FitlamError
@@ -18,11 +19,11 @@ from .callback import Callback, get_hyper
 
 # %% auto #0
 __all__ = ['Metric', 'Accuracy', 'ErrorRate', 'Perplexity', 'F1Macro', 'AccuracyMulti', 'AccumMetric', 'as_metric',
-           'flat_cross_entropy', 'Recorder', 'ProgressCallback']
+           'flat_cross_entropy', 'figure_axes', 'Recorder', 'ProgressCallback']
 
 # %% ../nbs/31_metrics.ipynb #9c585633
 class Metric:
-    "Base class of metrics: `reset`, then `accumulate(pred, yb)` per batch, then read `value` (over all batches)."
+    "Subclass to write a metric: `reset`, then `accumulate(pred, yb)` per batch, then read `value` (over all batches)."
     lower_is_better: bool = False
     def reset(self): raise NotImplementedError
     def accumulate(self, pred: torch.Tensor, yb: torch.Tensor): raise NotImplementedError
@@ -33,7 +34,7 @@ class Metric:
     def __repr__(self): return f'{type(self).__name__}()'
 
 class Accuracy(Metric):
-    "The fraction of targets whose class is the argmax of `pred` (`pred` (..., c), `yb` (...) class ids)."
+    "Compute the fraction of targets whose class is the argmax of `pred` (`pred` (..., c), `yb` (...) class ids)."
     def reset(self): self.correct, self.total = 0, 0
     def accumulate(self, pred, yb):
         self.correct = self.correct + (pred.argmax(-1) == yb).sum()   # a tensor: no device sync per batch
@@ -42,7 +43,7 @@ class Accuracy(Metric):
     def value(self): return float(self.correct) / self.total if self.total else float('nan')
 
 class ErrorRate(Accuracy):
-    "1 - accuracy."
+    "Compute the error rate, 1 - accuracy."
     lower_is_better = True
     @property
     def value(self): return 1 - super().value
@@ -50,7 +51,7 @@ class ErrorRate(Accuracy):
     def name(self): return 'error_rate'
 
 class Perplexity(Metric):
-    "exp of the mean cross-entropy per target token (`pred` (..., vocab) logits, `yb` (...) token ids)."
+    "Compute exp of the mean cross-entropy per target token (`pred` (..., vocab) logits, `yb` (...) token ids)."
     lower_is_better = True
     def reset(self): self.total_ce, self.total = 0., 0
     def accumulate(self, pred, yb):
@@ -60,7 +61,7 @@ class Perplexity(Metric):
     def value(self): return math.exp(float(self.total_ce) / self.total) if self.total else float('nan')
 
 class F1Macro(Metric):
-    "The unweighted mean over classes of F1 = 2TP / (2TP + FP + FN), over the classes present in the targets or predictions (as scikit-learn)."
+    "Compute the unweighted mean over classes of F1 = 2TP / (2TP + FP + FN), over the classes present in the targets or predictions (as scikit-learn)."
     def reset(self): self.tp = self.fp = self.fn = None
     def accumulate(self, pred, yb):
         c = pred.shape[-1]
@@ -79,7 +80,7 @@ class F1Macro(Metric):
     def name(self): return 'f1_macro'
 
 class AccuracyMulti(Metric):
-    "Multi-label accuracy: the fraction of (item, label) pairs where `sigmoid(pred) > thresh` matches the 0/1 target."
+    "Compute multi-label accuracy, the fraction of (item, label) pairs where `sigmoid(pred) > thresh` matches the 0/1 target."
     def __init__(self, thresh: float = 0.5, sigmoid: bool = True): self.thresh, self.sigmoid = thresh, sigmoid
     def reset(self): self.correct, self.total = 0, 0
     def accumulate(self, pred, yb):
@@ -115,9 +116,17 @@ def as_metric(m) -> Metric:
 
 # %% ../nbs/31_metrics.ipynb #e97916ef
 def flat_cross_entropy(pred: torch.Tensor, yb: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
-    "Cross-entropy of logits `pred` (..., c) against class ids `yb` (...), over all leading dimensions."
+    "Return the cross-entropy of logits `pred` (..., c) against class ids `yb` (...), over all leading dimensions."
     loss = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1), reduction=reduction)
     return loss.view(yb.shape) if reduction == 'none' else loss
+
+# %% ../nbs/31_metrics.ipynb #d45fd67a
+def figure_axes(nrows: int = 1, ncols: int = 1, figsize: tuple | None = None) -> tuple[Figure, np.ndarray]:
+    "Return a new closed figure and its `(nrows, ncols)` array of axes."
+    import matplotlib.pyplot as plt        # here, not at import: the library never touches pyplot unless asked to plot
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    plt.close(fig)
+    return fig, axs
 
 # %% ../nbs/31_metrics.ipynb #b275dc10
 class Recorder(Callback):
@@ -178,23 +187,23 @@ class Recorder(Callback):
 
     @property
     def losses(self) -> list[float]:
-        "The training loss of every batch."
+        "Return the training loss of every batch."
         self._flush(); return self._losses
     @property
     def smooth_losses(self) -> list[float]:
-        "The smoothed training loss of every batch."
+        "Return the smoothed training loss of every batch."
         self._flush(); return self._smooth
     @property
     def history(self) -> pd.DataFrame:
-        "One row per epoch: epoch, train_loss, valid_loss, the metrics, time (seconds)."
+        "Return a DataFrame with one row per epoch: epoch, train_loss, valid_loss, the metrics, time (seconds)."
         return pd.DataFrame(self.rows, columns=self.metric_names if self.learn is not None else None)
     @property
     def metric_names(self) -> list[str]:
-        "The history's columns."
+        "Return the history's columns."
         return ['epoch', 'train_loss', 'valid_loss', *[m.name for m in self.learn.metrics], 'time']
 
     def state_dict(self) -> dict:
-        "Everything recorded, as plain Python values (for training checkpoints)."
+        "Return everything recorded, as plain Python values (for training checkpoints)."
         self._flush()
         return dict(losses=self._losses, smooth=self._smooth, lrs=self.lrs, moms=self.moms, rows=self.rows,
                     epoch_iters=self.epoch_iters, avg=float(self._avg), count=self._count)
@@ -206,7 +215,7 @@ class Recorder(Callback):
 
     def plot_loss(self, skip_start: int = 0, with_valid: bool = True) -> Figure:
         "Plot the training loss per batch (raw and smoothed) and the validation loss at each epoch's end."
-        fig = Figure(figsize=(6, 4)); ax = fig.subplots()
+        fig, ax = figure_axes(figsize=(6, 4)); ax = ax[0, 0]
         xs = range(skip_start, len(self.losses))
         ax.plot(xs, self.losses[skip_start:], alpha=0.3, label='train (per batch)')
         ax.plot(xs, self.smooth_losses[skip_start:], label='train (smoothed)')
@@ -219,7 +228,7 @@ class Recorder(Callback):
 
     def plot_lr(self) -> Figure:
         "Plot the learning rate and the momentum of every layer group against the training batch."
-        fig = Figure(figsize=(10, 4)); ax_lr, ax_mom = fig.subplots(1, 2)
+        fig, ((ax_lr, ax_mom),) = figure_axes(1, 2, figsize=(10, 4))
         for i in range(len(self.lrs[0]) if self.lrs else 0):
             ax_lr.plot([lrs[i] for lrs in self.lrs], label=f'group {i}')
             if self.moms[0][i] is not None: ax_mom.plot([moms[i] for moms in self.moms], label=f'group {i}')
@@ -231,7 +240,7 @@ class Recorder(Callback):
         "Plot the losses and every metric against the epoch."
         h = self.history
         cols = [c for c in h.columns if c not in ('epoch', 'train_loss', 'valid_loss', 'time')]
-        fig = Figure(figsize=(4 * (1 + len(cols)), 3.5)); axs = fig.subplots(1, 1 + len(cols), squeeze=False)[0]
+        fig, axs = figure_axes(1, 1 + len(cols), figsize=(4 * (1 + len(cols)), 3.5)); axs = axs[0]
         axs[0].plot(h.epoch, h.train_loss, 'o-', label='train'); axs[0].plot(h.epoch, h.valid_loss, 'o-', label='valid')
         axs[0].set_title('loss'); axs[0].legend()
         for ax, c in zip(axs[1:], cols): ax.plot(h.epoch, h[c], 'o-'); ax.set_title(c)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from .core import FitlamError
 from .callback import Callback, CancelFitException, CancelValidateException, set_hyper
+from .metrics import figure_axes
 
 # %% auto #0
 __all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'combine_scheds', 'stlr_curve', 'one_cycle_curve', 'one_cycle_moms',
@@ -20,23 +21,23 @@ __all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'combine_scheds', 
 
 # %% ../nbs/32_schedule.ipynb #96ec20ab
 def sched_lin(start: float, end: float) -> Callable[[float], float]:
-    "Linear from `start` to `end`."
+    "Return a linear schedule from `start` to `end`."
     return lambda pos: start + pos * (end - start)
 
 def sched_cos(start: float, end: float) -> Callable[[float], float]:
-    "Half a cosine from `start` to `end` (flat at both ends)."
+    "Return a half-cosine schedule from `start` to `end` (flat at both ends)."
     return lambda pos: start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
 
 def sched_exp(start: float, end: float) -> Callable[[float], float]:
-    "Exponential from `start` to `end` (linear in log space)."
+    "Return an exponential schedule from `start` to `end` (linear in log space)."
     return lambda pos: start * (end / start) ** pos
 
 def sched_no(value: float) -> Callable[[float], float]:
-    "Constant `value`."
+    "Return a constant schedule at `value`."
     return lambda pos: value
 
 def combine_scheds(pcts: Sequence[float], scheds: Sequence[Callable]) -> Callable[[float], float]:
-    "Run `scheds[i]` over the fraction `pcts[i]` of training, one after the other (`pcts` sum to 1)."
+    "Return a schedule running `scheds[i]` over the fraction `pcts[i]` of training, one after the other (`pcts` sum to 1)."
     if len(pcts) != len(scheds) or not math.isclose(sum(pcts), 1.) or min(pcts) < 0:
         raise FitlamError(f'combine_scheds: pcts {list(pcts)} must be non-negative, one per schedule, and sum to 1')
     bounds = np.cumsum([0., *pcts])
@@ -48,7 +49,7 @@ def combine_scheds(pcts: Sequence[float], scheds: Sequence[Callable]) -> Callabl
 
 # %% ../nbs/32_schedule.ipynb #7da081b8
 def stlr_curve(cut_frac: float = 0.1, ratio: float = 32.) -> Callable[[float], float]:
-    "ULMFiT's slanted triangular schedule (eq. 3) as a fraction of the maximum LR: from 1/ratio up to 1 at `cut_frac`, back to 1/ratio."
+    "Return ULMFiT's slanted triangular schedule (eq. 3) as a fraction of the maximum LR: from 1/ratio up to 1 at `cut_frac`, back to 1/ratio."
     if not 0 < cut_frac < 1: raise FitlamError(f'cut_frac={cut_frac}: must be between 0 and 1')
     if ratio < 1: raise FitlamError(f'ratio={ratio}: must be at least 1')
     def curve(pos):
@@ -58,16 +59,16 @@ def stlr_curve(cut_frac: float = 0.1, ratio: float = 32.) -> Callable[[float], f
 
 # %% ../nbs/32_schedule.ipynb #dfa56fd5
 def one_cycle_curve(div: float = 25., div_final: float = 1e5, pct_start: float = 0.25) -> Callable[[float], float]:
-    "fastai's one-cycle LR as a fraction of the maximum: cosine from 1/div up to 1 at `pct_start`, cosine down to 1/div_final."
+    "Return fastai's one-cycle LR schedule as a fraction of the maximum: cosine from 1/div up to 1 at `pct_start`, cosine down to 1/div_final."
     return combine_scheds([pct_start, 1 - pct_start], [sched_cos(1 / div, 1.), sched_cos(1., 1 / div_final)])
 
 def one_cycle_moms(moms: Sequence[float] = (0.95, 0.85, 0.95), pct_start: float = 0.25) -> Callable[[float], float]:
-    "fastai's one-cycle momentum: cosine from `moms[0]` to `moms[1]` at `pct_start`, cosine back to `moms[2]`."
+    "Return fastai's one-cycle momentum schedule: cosine from `moms[0]` to `moms[1]` at `pct_start`, cosine back to `moms[2]`."
     return combine_scheds([pct_start, 1 - pct_start], [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
 
 # %% ../nbs/32_schedule.ipynb #7974c354
 def per_group(curve: Callable[[float], float], base: Sequence[float]) -> Callable[[float], list[float]]:
-    "A schedule giving layer group `i` the value `base[i] * curve(pos)`."
+    "Return a schedule giving layer group `i` the value `base[i] * curve(pos)`."
     base = list(base)
     return lambda pos: [b * curve(pos) for b in base]
 
@@ -93,7 +94,7 @@ class GradualUnfreezing(Callback):
 
 # %% ../nbs/32_schedule.ipynb #c7284f5e
 def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
-    "The LR at 1/3 + 1/6 of the way through the longest valley of the loss curve (fastai's default suggestion)."
+    "Return the LR at 1/3 + 1/6 of the way through the longest valley of the loss curve (fastai's default suggestion)."
     n = len(losses)
     if n == 0: return float('nan')
     run_len, best_end = [1] * n, 0       # run_len[i]: longest decreasing subsequence ending at i
@@ -106,7 +107,7 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
     return float(lrs[best_start + int(sections) + int(sections / 2)])
 
 def steep(lrs: Sequence[float], losses: Sequence[float]) -> float:
-    "The LR where the loss falls fastest against log(lr)."
+    "Return the LR where the loss falls fastest against log(lr)."
     if len(losses) < 2: return float('nan')
     slopes = np.diff(losses) / np.diff(np.log(lrs))
     return float(lrs[int(np.argmin(slopes))])
@@ -141,7 +142,7 @@ class LRFinder(Callback):
 
 @dataclass
 class LRFindResult:
-    "What `Learner.lr_find` found: the LRs and smoothed losses tried, and the suggested LRs."
+    "Hold what `Learner.lr_find` found: the LRs and smoothed losses tried, and the suggested LRs."
     lrs: list[float]
     losses: list[float]
     suggestions: dict[str, float] = field(default_factory=dict)
@@ -154,7 +155,7 @@ class LRFindResult:
 
     def plot(self, skip_end: int = 5) -> Figure:
         "Plot the smoothed loss against the LR (log scale), with the suggestions marked."
-        fig = Figure(figsize=(6, 4)); ax = fig.subplots()
+        fig, ((ax,),) = figure_axes(figsize=(6, 4))
         n = max(1, len(self.lrs) - skip_end)
         ax.plot(self.lrs[:n], self.losses[:n])
         for name, lr in self.suggestions.items():
