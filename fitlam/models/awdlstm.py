@@ -78,6 +78,13 @@ class RNNDropout(nn.Module):
     def extra_repr(self): return f'p={self.p}'
 
 # %% ../../nbs/20_models.awdlstm.ipynb #2f4974f2
+def _cpu_lowp_lstm_ok() -> bool:
+    "Whether oneDNN has LSTM kernels for the CPU autocast dtype on this machine."
+    dtype = torch.get_autocast_dtype('cpu')
+    if dtype == torch.bfloat16: return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if dtype == torch.float16: return torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return False
+
 class WeightDropLSTM(nn.Module):
     "One unidirectional LSTM layer (batch first) with DropConnect of probability `weight_p` on its hidden-to-hidden weights."
     def __init__(self, n_in: int, n_out: int, weight_p: float = 0.):
@@ -102,7 +109,11 @@ class WeightDropLSTM(nn.Module):
     def forward(self, x: Tensor, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         "Run `x` (bs, sl, n_in) from `hidden` = (h, c), each (1, bs, n_out): the output (bs, sl, n_out) and the new (h, c)."
         params = (self.weight_ih, self.effective_weight_hh(), self.bias_ih, self.bias_hh)
-        out, h, c = torch.lstm(x, hidden, params, True, 1, 0., self.training, False, True)
+        if x.device.type == 'cpu' and torch.is_autocast_enabled('cpu') and not _cpu_lowp_lstm_ok():
+            # torch would send a bf16/fp16 LSTM to oneDNN even on CPUs without those kernels (and fail): run it in fp32
+            with torch.autocast('cpu', enabled=False):
+                out, h, c = torch.lstm(x.float(), tuple(t.float() for t in hidden), params, True, 1, 0., self.training, False, True)
+        else: out, h, c = torch.lstm(x, hidden, params, True, 1, 0., self.training, False, True)
         return out, (h, c)
 
     def extra_repr(self): return f'{self.n_in}, {self.n_out}, weight_p={self.weight_p}'
