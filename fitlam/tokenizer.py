@@ -924,6 +924,18 @@ class DocIds:
         ids = tokens[offsets[d]:offsets[d + 1]]
         return lut[ids] if lut is not None else np.asarray(ids, np.int64)
 
+    def gather(self, doc: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        "Token `pos[i]` of document `doc[i]`, for arrays of any (equal) shape: the language model's batches, vectorized."
+        doc, pos = np.asarray(doc, np.int64), np.asarray(pos, np.int64)
+        out = np.empty(doc.shape, np.int64)
+        part_of = np.searchsorted(self._starts, doc, 'right') - 1 if len(self.parts) > 1 else np.zeros(doc.shape, np.int64)
+        for k, (tokens, offsets, lut, index) in enumerate(self.parts):
+            sel = part_of == k
+            if not sel.any(): continue
+            ids = tokens[offsets[index[doc[sel] - self._starts[k]]] + pos[sel]]
+            out[sel] = lut[ids] if lut is not None else ids
+        return out
+
     @property
     def lengths(self) -> np.ndarray:
         "The number of tokens of each document."
