@@ -2,32 +2,42 @@
 """AWD-LSTM language-model training speed: fitlam vs fastai 2.8.12, in one run.
 
 For each model size (default: emb 400 / hid 1152 / 3 layers, and 200 / 512 / 2), vocab 10k, bs 64,
-bptt 70, this script alternates two fresh processes per round:
+bptt 70, two sides train on the same token stream:
 
-- fitlam: `fitlam.models.get_language_model` trained by a plain loop (no learner): cross-entropy +
-  AR/TAR (alpha 2, beta 1, on `model.last_rnn_outputs`), `torch.optim.AdamW(fused=True)` with
-  fastai's hyper-parameters (betas (mom, 0.99), eps 1e-5, decoupled wd 0.01, none on biases) and
-  fastai's one-cycle schedule (lr from lr/25 up to lr over 25% of the batches then down to lr/1e5,
-  momentum 0.8 -> 0.7 -> 0.8, as `fit_one_cycle` on a `language_model_learner`);
-- fastai: ../shared/peer/peer_lm_bench.py (`language_model_learner(...).fit_one_cycle(1, lr)`) in
-  the peer's virtualenv.
+- fastai: `language_model_learner(dls, AWD_LSTM, config, pretrained=False).fit_one_cycle(1, lr)` over
+  an `LMDataLoader`, as ../shared/peer/peer_lm_bench.py builds it (run with the peer's python);
+- fitlam: `fitlam.models.get_language_model` trained by a plain loop (no learner): the lean
+  `lm_cross_entropy` (or `F.cross_entropy` with `--loss torch`) + AR/TAR (alpha 2, beta 1, on
+  `model.last_rnn_outputs`), `torch.optim.AdamW(fused=True)` with fastai's hyper-parameters (betas
+  (mom, 0.99), eps 1e-5, decoupled wd 0.01, none on biases) and fastai's one-cycle schedule (lr from
+  lr/25 to lr over 25% of the batches then down to lr/1e5, momentum 0.8 -> 0.7 -> 0.8).
 
-Both read the same token stream: a synthetic corpus with something to learn (each word is followed
-by one of 4 words fixed by it 60% of the time, else a Zipf-distributed word) written to bench/out/,
-that fastai tokenizes with its own tokenizer, cut into 2,000-token documents and shuffled, so the
-loss curves can be compared. Per batch we time forward + loss + backward + optimizer step (the
-peer's `before_batch` -> `after_batch`) and quote the median; tokens/s = bs * bptt / median.
-The same run measures the machine's fp32 matmul GFLOP/s and the fraction of it the LM reaches
-(LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). Optionally (`--malloc-tuned`) both sides again with
-glibc told not to return big buffers to the OS, and (`--bf16-batches`) fitlam under bf16 autocast.
+The token stream is a synthetic corpus with something to learn (a word is followed by one of 4 words
+fixed by it 60% of the time, else by a Zipf-distributed word), written to bench/out/, tokenized by
+fastai's own tokenizer on its side, cut into 2,000-token documents and shuffled, so the loss curves
+can be compared. Per batch we time forward + loss + backward + optimizer step (fastai's
+`before_batch` -> `after_batch`) and quote the median; tokens/s = bs * bptt / median batch.
 
-    python bench/lm_train.py                       # the default comparison (~30 min on 2 cores)
-    python bench/lm_train.py --configs 200,512,2 --batches 10 --rounds 1   # a quick look
+The machines are shared and noisy (other work, 2 threads on 2 cores), so the speed ratio comes from
+**one process running both, batch by batch in turn** (the peer's python imports fitlam from this
+checkout; same torch 2.13.0): each fastai batch is followed by a fitlam batch, so both see the same
+machine. Separate processes (the peer's own script, and fitlam alone) give the peak RSS of each side
+and a standalone speed. The same run measures the machine's fp32 matmul GFLOP/s and the fraction of
+it each side reaches (LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). Options: `--ablate-loss` also
+interleaves fitlam with `F.cross_entropy`; `--malloc-tuned` repeats the interleaved run with glibc
+told to keep freed memory (no page faults on big buffers); `--bf16-batches` times fitlam under bf16
+autocast.
+
+    python bench/lm_train.py --rounds 2 --ablate-loss --malloc-tuned        # the documented run (~40 min)
+    python bench/lm_train.py --configs 200,512,2 --batches 5 --bf16-batches 0   # a quick look
 """
 from __future__ import annotations
-import argparse, json, math, os, platform, random, resource, statistics, subprocess, sys, time
-from datetime import datetime, timezone
+import sys
 from pathlib import Path
+if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
+import argparse, json, math, os, platform, random, resource, statistics, subprocess, time
+from datetime import datetime, timezone
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT/'bench'/'out'
@@ -119,51 +129,118 @@ def lm_flops_per_token(emb: int, hid: int, layers: int, vocab: int) -> float:
     return 3 * fwd
 
 
+class FitlamTrainer:
+    "fitlam's side: the model, the stream and a plain training loop (no learner), one batch per `step()`."
+    def __init__(self, a, import_root: bool = False):
+        if import_root: sys.path.insert(0, str(ROOT))            # when run by the peer's python (interleaved mode)
+        import torch
+        import torch.nn.functional as F
+        from fitlam.core import set_seed
+        from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
+        self.torch, self.a = torch, a
+        self.loss_func = lm_cross_entropy if a.loss == 'lean' else lambda pred, yb: F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
+        set_seed(a.seed)
+        n_needed = (a.batches + a.warmup) * a.bs * a.bptt + a.bs * (a.bptt + 2) + 1
+        self.vocab, self.batches, self.n_total = fitlam_stream(Path(a.corpus), a.bs, a.bptt, n_needed, a.seed)
+        self.model = get_language_model(len(self.vocab), AWDLSTMConfig(emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers), drop_mult=a.drop_mult)
+        decay = [p for n, p in self.model.named_parameters() if not n.endswith('bias')]
+        no_decay = [p for n, p in self.model.named_parameters() if n.endswith('bias')]
+        self.opt = torch.optim.AdamW([{'params': decay}, {'params': no_decay, 'weight_decay': 0.}], lr=a.lr, betas=(0.8, 0.99),
+                                     eps=1e-5, weight_decay=0.01, fused=True)     # fastai's Adam: eps 1e-5, true wd 0.01, none on biases
+        self.model.train(); self.model.reset()
+        self.i = 0
+
+    def step(self) -> tuple[float, float]:
+        "Train on the next batch: (seconds for forward + loss + AR/TAR + backward + step, loss)."
+        torch, a = self.torch, self.a
+        xb, yb = self.batches[self.i]
+        t0 = time.perf_counter()
+        lr, mom = one_cycle(self.i / self.n_total, a.lr)
+        for g in self.opt.param_groups: g['lr'], g['betas'] = lr, (mom, 0.99)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
+            pred = self.model(xb)
+        loss = self.loss_func(pred.float(), yb)
+        raw, dropped = self.model.last_rnn_outputs
+        reg = 2. * dropped.float().pow(2).mean() + 1. * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()   # AR, TAR
+        (loss + reg).backward()
+        self.opt.step(); self.opt.zero_grad(set_to_none=True)
+        self.i += 1
+        return time.perf_counter() - t0, loss.item()
+
+
 def fitlam_worker(a):
     t_start = time.perf_counter()
     import torch
-    import torch.nn.functional as F
     torch.set_num_threads(a.threads)
-    from fitlam.core import set_seed
-    from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
-    loss_func = lm_cross_entropy if a.loss == 'lean' else lambda pred, yb: F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
     gflops = matmul_gflops(a.threads)
-    set_seed(a.seed)
-    n_needed = (a.batches + a.warmup) * a.bs * a.bptt + a.bs * (a.bptt + 2) + 1
-    vocab, batches, n_total = fitlam_stream(Path(a.corpus), a.bs, a.bptt, n_needed, a.seed)
-    model = get_language_model(len(vocab), AWDLSTMConfig(emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers), drop_mult=a.drop_mult)
-    decay = [p for n, p in model.named_parameters() if not n.endswith('bias')]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith('bias')]
-    opt = torch.optim.AdamW([{'params': decay}, {'params': no_decay, 'weight_decay': 0.}], lr=a.lr, betas=(0.8, 0.99),
-                            eps=1e-5, weight_decay=0.01, fused=True)
-    model.train(); model.reset()
-    n_run = a.warmup + a.batches
-    stamps, btimes, losses = [], [], []
+    tr = FitlamTrainer(a)
     t_setup = time.perf_counter() - t_start
-    for i, (xb, yb) in enumerate(batches[:n_run]):
-        t0 = time.perf_counter()
-        lr, mom = one_cycle(i / n_total, a.lr)
-        for g in opt.param_groups: g['lr'], g['betas'] = lr, (mom, 0.99)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
-            pred = model(xb)
-        loss = loss_func(pred.float(), yb)
-        raw, dropped = model.last_rnn_outputs
-        reg = 2. * dropped.float().pow(2).mean() + 1. * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
-        (loss + reg).backward()
-        opt.step(); opt.zero_grad(set_to_none=True)
-        now = time.perf_counter()
-        stamps.append(now); btimes.append(now - t0); losses.append(loss.item())
+    stamps, btimes, losses = [], [], []
+    for _ in range(a.warmup + a.batches):
+        dt, loss = tr.step()
+        stamps.append(time.perf_counter()); btimes.append(dt); losses.append(loss)
     bt = btimes[a.warmup:]
     wall = stamps[-1] - stamps[a.warmup - 1] if a.warmup else stamps[-1] - (stamps[0] - btimes[0])
     return dict(side='fitlam', loss_func=a.loss, torch=torch.__version__, threads=torch.get_num_threads(), emb=a.emb, hid=a.hid, layers=a.layers,
-                bs=a.bs, bptt=a.bptt, vocab=len(vocab), params=sum(p.numel() for p in model.parameters()),
-                tokens=sum(len(b[0].reshape(-1)) for b in batches), n_batches_total=n_total, bf16=a.bf16,
+                bs=a.bs, bptt=a.bptt, vocab=len(tr.vocab), params=sum(p.numel() for p in tr.model.parameters()),
+                n_batches_total=tr.n_total, bf16=a.bf16,
                 timed_batches=len(bt), tokens_per_s=round(len(bt) * a.bs * a.bptt / wall, 1),
                 batch_s_median=round(statistics.median(bt), 4), batch_s_min=round(min(bt), 4), batch_s_max=round(max(bt), 4),
                 tokens_per_s_from_median_batch=round(a.bs * a.bptt / statistics.median(bt), 1),
                 losses=[round(l, 4) for l in losses], first_loss=round(losses[0], 4), last_loss=round(losses[-1], 4),
                 setup_s=round(t_setup, 2), peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 matmul_gflops=round(gflops, 1))
+
+
+def interleaved_worker(a):
+    "Run by the peer's python: fastai's `language_model_learner` (as peer_lm_bench.py builds it) and fitlam, batch by batch in turn."
+    import torch
+    torch.set_num_threads(a.threads)
+    from collections import Counter
+    from fastai.text.all import (AWD_LSTM, awd_lstm_lm_config, language_model_learner, LMDataLoader, DataLoaders, Callback,
+                                 CancelFitException, set_seed, tokenize_texts, SpacyTokenizer, make_vocab)
+    set_seed(a.seed)
+    n_needed = (a.batches + a.warmup) * a.bs * a.bptt + a.bs * (a.bptt + 2) + 1
+    with open(a.corpus, encoding='utf8') as fh: lines = [l.strip() for l in fh if l.strip()]
+    toks = tokenize_texts(lines, tok=SpacyTokenizer('en'))
+    cnt = Counter()
+    for t in toks: cnt.update(t)
+    vocab = make_vocab(cnt)
+    o2i = {w: i for i, w in enumerate(vocab)}
+    ids = torch.tensor([o2i.get(w, 0) for t in toks for w in t], dtype=torch.long)
+    if len(ids) < n_needed: ids = ids.repeat(-(-n_needed // len(ids)))
+    docs = list(torch.split(ids, 2000))
+    train_dl = LMDataLoader(docs, bs=a.bs, seq_len=a.bptt, shuffle=True, drop_last=True)
+    valid_dl = LMDataLoader([ids[:a.bs * (a.bptt + 2) + 1]], bs=a.bs, seq_len=a.bptt)
+    dls = DataLoaders(train_dl, valid_dl, device='cpu'); dls.vocab = vocab
+    cfg = dict(awd_lstm_lm_config, emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers)
+    learn = language_model_learner(dls, AWD_LSTM, config=cfg, pretrained=False, drop_mult=a.drop_mult)
+    tr = FitlamTrainer(a, import_root=True)
+    trainers = {'fitlam': tr}
+    if a.ablate_loss:
+        b = argparse.Namespace(**{**vars(a), 'loss': 'torch'})
+        trainers['fitlam-torch-ce'] = FitlamTrainer(b)
+    rec = {k: [] for side in ['fastai', *trainers] for k in (side, f'{side}_loss')}
+
+    class Interleave(Callback):
+        order = 99                     # last, like the peer script's timer
+        def before_batch(self): self.t0 = time.perf_counter()
+        def after_batch(self):
+            if not self.training: return
+            rec['fastai'].append(time.perf_counter() - self.t0); rec['fastai_loss'].append(float(self.learn.loss))
+            for side, t in trainers.items():
+                dt, loss = t.step()
+                rec[side].append(dt); rec[f'{side}_loss'].append(loss)
+            if len(rec['fitlam']) >= a.warmup + a.batches: raise CancelFitException()
+
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, a.lr, cbs=Interleave())
+    out = dict(emb=a.emb, hid=a.hid, layers=a.layers, vocab_fastai=len(vocab), vocab_fitlam=len(tr.vocab))
+    for side in ('fastai', *trainers):
+        bt = rec[side][a.warmup:]
+        out[side] = dict(batch_s_median=round(statistics.median(bt), 4), tokens_per_s_from_median_batch=round(a.bs * a.bptt / statistics.median(bt), 1),
+                         batch_s=[round(t, 3) for t in rec[side]], losses=[round(l, 4) for l in rec[f'{side}_loss']])
+    out['peak_rss_mb_both'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
 
 
 # 3. The driver: alternate fresh fitlam and fastai processes.
@@ -182,19 +259,15 @@ def side_cmd(a, side: str, emb: int, hid: int, layers: int, batches: int, warmup
               '--seed', str(a.seed), '--threads', str(a.threads), '--corpus', str(a.corpus_path),
               '--emb', str(emb), '--hid', str(hid), '--layers', str(layers), '--drop-mult', str(a.drop_mult)]
     if side == 'fastai': return [a.peer_python, str(PEER_SCRIPT)] + common
-    return [sys.executable, __file__, '--worker', '--loss', a.loss] + common + (['--bf16'] if bf16 else [])
-
-
-def summarize(rows: list[dict]) -> dict:
-    med = lambda k: statistics.median(r[k] for r in rows)
-    return dict(n=len(rows), tokens_per_s=med('tokens_per_s_from_median_batch'), wall_tokens_per_s=med('tokens_per_s'),
-                batch_s=med('batch_s_median'), peak_rss_mb=max(r['peak_rss_mb'] for r in rows),
-                first_loss=statistics.mean(r['first_loss'] for r in rows), last_loss=statistics.mean(r['last_loss'] for r in rows))
+    if side == 'interleaved': return [a.peer_python, __file__, '--interleaved-worker', '--loss', a.loss] + common + ['--ablate-loss'] * a.ablate_loss
+    loss = 'torch' if side == 'fitlam-torch-ce' else a.loss
+    return [sys.executable, __file__, '--worker', '--loss', loss] + common + (['--bf16'] if bf16 else [])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--interleaved-worker', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--configs', nargs='+', default=['400,1152,3', '200,512,2'], help='emb,hid,layers')
     ap.add_argument('--emb', type=int); ap.add_argument('--hid', type=int); ap.add_argument('--layers', type=int)
     ap.add_argument('--corpus', help=argparse.SUPPRESS)
@@ -203,7 +276,7 @@ def main():
     ap.add_argument('--vocab', type=int, default=10_000)
     ap.add_argument('--batches', type=int, default=20, help='timed training batches per process')
     ap.add_argument('--warmup', type=int, default=3, help='untimed batches first')
-    ap.add_argument('--rounds', type=int, default=2, help='fitlam/fastai process pairs per config (order alternates)')
+    ap.add_argument('--rounds', type=int, default=1, help='interleaved runs per config')
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--drop-mult', type=float, default=1.0)
     ap.add_argument('--seed', type=int, default=42)
@@ -212,63 +285,79 @@ def main():
     ap.add_argument('--loss', choices=['lean', 'torch'], default='lean',
                     help="fitlam's loss: `lm_cross_entropy` (lean) or `F.cross_entropy` (torch)")
     ap.add_argument('--bf16-batches', type=int, default=1, help='timed bf16-autocast batches of fitlam on the smallest config (0: skip)')
+    ap.add_argument('--ablate-loss', action='store_true', help='also interleave fitlam with F.cross_entropy (fitlam-torch-ce)')
     ap.add_argument('--malloc-tuned', action='store_true', help=f'also run both sides with {MALLOC_TUNED}')
+    ap.add_argument('--malloc-rounds', type=int, default=1, help='interleaved runs per config with --malloc-tuned')
     ap.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
     ap.add_argument('--timeout', type=float, default=1800, help='seconds per process')
     ap.add_argument('--json', default=str(OUT/'lm_train.json'))
     a = ap.parse_args()
     if a.worker:
         print(json.dumps(fitlam_worker(a))); return
+    if a.interleaved_worker:
+        print(json.dumps(interleaved_worker(a))); return
 
     if not Path(a.peer_python).exists(): sys.exit(f'{a.peer_python}: the peer virtualenv is missing (bash ../shared/peer/setup.sh)')
     n_needed = (a.batches + a.warmup) * a.bs * a.bptt + a.bs * (a.bptt + 2) + 1
     a.corpus_path = OUT/f'lm_corpus_v2_{a.vocab}_{n_needed}_{a.seed}.txt'
     if not a.corpus_path.exists(): write_corpus(a.corpus_path, a.vocab - 10, n_needed + a.bs * a.bptt, a.seed)
     started, load0 = datetime.now(timezone.utc), loadavg()
-    results = {}
+    results, gflops = {}, []
     envs = [('default', None)] + ([('malloc-tuned', MALLOC_TUNED)] if a.malloc_tuned else [])
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     for cfg in a.configs:
         emb, hid, layers = map(int, cfg.split(','))
         for env_name, env in envs:
-            rows = {'fitlam': [], 'fastai': []}
-            for r in range(a.rounds):
-                for side in (['fitlam', 'fastai'] if r % 2 == 0 else ['fastai', 'fitlam']):
-                    res = run(side_cmd(a, side, emb, hid, layers, a.batches, a.warmup), env, a.timeout)
-                    rows[side].append(res)
-                    print(f'[{cfg} {env_name} round {r}] {side}: {res["tokens_per_s_from_median_batch"]} tok/s, '
-                          f'median batch {res["batch_s_median"]} s, loss {res["first_loss"]} -> {res["last_loss"]}, '
-                          f'peak RSS {res["peak_rss_mb"]} MB', file=sys.stderr, flush=True)
-            results[f'{cfg} {env_name}'] = dict(emb=emb, hid=hid, layers=layers, env=env_name, rows=rows,
-                                                fitlam=summarize(rows['fitlam']), fastai=summarize(rows['fastai']))
+            inter = []
+            for r in range(a.rounds if env is None else a.malloc_rounds):       # 1. both in one process, batch by batch in turn
+                gflops.append(matmul_gflops(a.threads))
+                res = run(side_cmd(a, 'interleaved', emb, hid, layers, a.batches, a.warmup), env, a.timeout)
+                inter.append(res)
+                log(f'[{cfg} {env_name} interleaved {r}] ' + ', '.join(f'{k} {res[k]["tokens_per_s_from_median_batch"]} tok/s, loss '
+                    f'{res[k]["losses"][0]} -> {res[k]["losses"][-1]}' for k in res if isinstance(res[k], dict)) + f'; matmul {gflops[-1]:.0f} GFLOP/s')
+            sep = {}
+            if env is None:
+                for side in ('fitlam', 'fastai'):                              # 2. separate processes: peak RSS, standalone speed
+                    sep[side] = run(side_cmd(a, side, emb, hid, layers, a.batches, a.warmup), env, a.timeout)
+                    log(f'[{cfg} separate] {side}: {sep[side]["tokens_per_s_from_median_batch"]} tok/s, peak RSS {sep[side]["peak_rss_mb"]} MB')
+            sides = [k for k in inter[0] if isinstance(inter[0][k], dict)]
+            summary = {k: dict(tokens_per_s=statistics.median(x[k]['tokens_per_s_from_median_batch'] for x in inter),
+                               first_loss=statistics.mean(x[k]['losses'][0] for x in inter),
+                               last_loss=statistics.mean(x[k]['losses'][-1] for x in inter)) for k in sides}
+            results[f'{cfg} {env_name}'] = dict(emb=emb, hid=hid, layers=layers, env=env_name, interleaved=inter, separate=sep, summary=summary)
     if a.bf16_batches:
         emb, hid, layers = min((tuple(map(int, c.split(','))) for c in a.configs), key=lambda t: t[0] * t[1] * t[2])
         res = run(side_cmd(a, 'fitlam', emb, hid, layers, a.bf16_batches, 0, bf16=True), None, a.timeout)
         results['bf16'] = dict(emb=emb, hid=hid, layers=layers, row=res)
-        print(f'[bf16 {emb},{hid},{layers}] {res["tokens_per_s_from_median_batch"]} tok/s', file=sys.stderr, flush=True)
+        log(f'[bf16 {emb},{hid},{layers}] {res["tokens_per_s_from_median_batch"]} tok/s')
 
-    gf = statistics.median(r['matmul_gflops'] for v in results.values() if 'rows' in v for r in v['rows']['fitlam'])
+    gf = statistics.median(gflops)
     meta = dict(date=started.strftime('%Y-%m-%d %H:%M UTC'), python=platform.python_version(), cpus=os.cpu_count(),
                 cpu=platform.processor() or platform.machine(), threads=a.threads, bs=a.bs, bptt=a.bptt, vocab=a.vocab,
-                batches=a.batches, warmup=a.warmup, rounds=a.rounds, lr=a.lr, matmul_gflops=gf,
+                batches=a.batches, warmup=a.warmup, rounds=a.rounds, lr=a.lr, matmul_gflops=gf, matmul_gflops_all=gflops,
                 loadavg_start=load0, loadavg_end=loadavg(), command='python ' + ' '.join(sys.argv))
     OUT.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
 
-    # 4. The markdown block for docs/benchmarks.md.
+    # 3. The markdown block for docs/benchmarks.md.
     print(f'\n`{meta["command"]}` ({meta["date"]}; {a.threads} threads; bs {a.bs}, bptt {a.bptt}, vocab {a.vocab}; '
-          f'{a.rounds} process pair(s) per row, {a.batches} timed batches each after {a.warmup} warm-up; '
-          f'fp32 matmul {gf:.0f} GFLOP/s (2048^3, same run); load average {load0[0]} -> {meta["loadavg_end"][0]})\n')
-    print('| model (emb/hid/layers) | allocator | fastai tok/s | fitlam tok/s | speed-up | fitlam % of matmul peak | '
-          'peak RSS fastai / fitlam | loss first -> last, fastai | fitlam |')
-    print('|---|---|---|---|---|---|---|---|---|')
+          f'{a.batches} timed batches after {a.warmup} warm-up, {a.rounds} run(s) per row; '
+          f'fp32 matmul {gf:.0f} GFLOP/s (2048^3, median of {len(gflops)} in this run); load average {load0[0]} -> {meta["loadavg_end"][0]})\n')
+    print('| model (emb/hid/layers) | allocator | fastai tok/s | fitlam tok/s | speed-up | % of matmul peak, fitlam (fastai) | '
+          'loss first -> last, fastai | fitlam | fitlam with F.cross_entropy | separate processes: fastai / fitlam tok/s, peak RSS |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     for v in results.values():
-        if 'rows' not in v: continue
-        fa, fl = v['fastai'], v['fitlam']
+        if 'summary' not in v: continue
+        fa, fl, sep = v['summary']['fastai'], v['summary']['fitlam'], v['separate']
         flops = lm_flops_per_token(v['emb'], v['hid'], v['layers'], a.vocab)
+        pct = lambda t: 100 * t * flops / 1e9 / gf
+        ab = v['summary'].get('fitlam-torch-ce')
         print(f'| {v["emb"]}/{v["hid"]}/{v["layers"]} | {v["env"]} | {fa["tokens_per_s"]:,.0f} | {fl["tokens_per_s"]:,.0f} | '
-              f'**{fl["tokens_per_s"] / fa["tokens_per_s"]:.2f}x** | {100 * fl["tokens_per_s"] * flops / 1e9 / gf:.0f}% '
-              f'(fastai {100 * fa["tokens_per_s"] * flops / 1e9 / gf:.0f}%) | {fa["peak_rss_mb"]:,.0f} / {fl["peak_rss_mb"]:,.0f} MB | '
-              f'{fa["first_loss"]:.3f} -> {fa["last_loss"]:.3f} | {fl["first_loss"]:.3f} -> {fl["last_loss"]:.3f} |')
+              f'**{fl["tokens_per_s"] / fa["tokens_per_s"]:.2f}x** | {pct(fl["tokens_per_s"]):.0f}% ({pct(fa["tokens_per_s"]):.0f}%) | '
+              f'{fa["first_loss"]:.3f} -> {fa["last_loss"]:.3f} | {fl["first_loss"]:.3f} -> {fl["last_loss"]:.3f} | '
+              + (f'{ab["tokens_per_s"]:,.0f} tok/s ({ab["tokens_per_s"] / fa["tokens_per_s"]:.2f}x) | ' if ab else '- | ')
+              + (f'{sep["fastai"]["tokens_per_s_from_median_batch"]:,.0f} / {sep["fitlam"]["tokens_per_s_from_median_batch"]:,.0f} tok/s, '
+                 f'{sep["fastai"]["peak_rss_mb"]:,.0f} / {sep["fitlam"]["peak_rss_mb"]:,.0f} MB |' if sep else '- |'))
     if 'bf16' in results:
         r = results['bf16']['row']
         print(f'\nfitlam under bf16 autocast, {r["emb"]}/{r["hid"]}/{r["layers"]}: {r["tokens_per_s_from_median_batch"]:,.1f} tok/s '
