@@ -26,6 +26,10 @@ Then fitlam alone on imdb/unsup_0.csv + unsup_1.csv (49,730 reviews), cold.
     .venv/bin/python bench/tokenize.py --repeats 1 --no-unsup                   # a quick look
 """
 from __future__ import annotations
+import os, sys
+# This file is named like the standard library's `tokenize`, which Python imports from the script's folder
+# first: take bench/ off the path before anything imports it.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
 import argparse, hashlib, json, os, platform, shutil, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime, timezone
 from pathlib import Path

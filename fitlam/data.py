@@ -180,12 +180,16 @@ def _split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
 def _counts(corpus: TokenizedCorpus, docs: np.ndarray | None = None) -> Counter:
-    "Token counts of `corpus`, or of its documents `docs` only."
+    "Token counts of `corpus`, or of its documents `docs` only (counting the smaller side, a block of documents at a time)."
     if docs is None or len(docs) == len(corpus): counts = corpus.counts
     else:
-        off = corpus.offsets
-        ids = np.concatenate([np.asarray(corpus.tokens[off[d]:off[d + 1]]) for d in docs]) if len(docs) else np.zeros(0, np.int32)
-        counts = np.bincount(ids, minlength=len(corpus.itos))
+        rest = np.setdiff1d(np.arange(len(corpus)), docs) if len(docs) > len(corpus) // 2 else None
+        off, sub = corpus.offsets, np.zeros(len(corpus.itos), np.int64)
+        todo = docs if rest is None else rest
+        for block in np.array_split(todo, max(1, len(todo) // 10_000)):   # memory bounded whatever the corpus size
+            ids = [np.asarray(corpus.tokens[off[d]:off[d + 1]]) for d in block.tolist()]
+            if ids: sub += np.bincount(np.concatenate(ids), minlength=len(corpus.itos))
+        counts = sub if rest is None else corpus.counts - sub
     nz = np.flatnonzero(counts)
     return Counter(dict(zip([corpus.itos[i] for i in nz.tolist()], counts[nz].tolist())))
 
