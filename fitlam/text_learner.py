@@ -28,8 +28,8 @@ from .callbacks import GradientClip, RNNRegularizer
 
 # %% auto #0
 __all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'texts_to_loader', 'detokenize', 'TextLearner',
-           'LMLearner', 'language_model_learner', 'Prediction', 'ClassifierLearner', 'text_classifier_learner',
-           'export_learner', 'load_learner', 'Ensemble', 'ulmfit', 'ulmfit_ensemble']
+           'LMLearner', 'language_model_learner', 'pretrain_lm', 'Prediction', 'ClassifierLearner',
+           'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble', 'ulmfit', 'ulmfit_ensemble']
 
 # %% ../nbs/40_text_learner.ipynb #906368cb
 ULMFIT_LM_LR = 4e-3        # base LR for target-task LM fine-tuning (sec. 4)
@@ -162,6 +162,18 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
     metrics = [Accuracy(), Perplexity()] if metrics is None else metrics
     return LMLearner(data, model, lm_cross_entropy, data.vocab, data.tokenizer, alpha=alpha, beta=beta, clip=clip, lr=lr,
                      metrics=metrics, **kwargs)
+
+# %% ../nbs/40_text_learner.ipynb #0f12de3b
+def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, epochs: int = 1, lr: float = 5e-3, bs: int = 64,
+                bptt: int = 70, drop_mult: float = 0.5, max_vocab: int = 60_000, min_freq: int = 3, valid_pct: float = 0.05,
+                seed: int = 42, path='.', progress: bool = True, **kwargs) -> LMLearner:
+    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` with the one-cycle schedule."
+    set_seed(seed)
+    data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
+                                        min_freq=min_freq, progress=progress)
+    learn = language_model_learner(data, config=config, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
+    learn.fit_one_cycle(epochs, lr=lr)
+    return learn
 
 # %% ../nbs/40_text_learner.ipynb #eecf98d0
 class Prediction(NamedTuple):
