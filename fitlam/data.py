@@ -25,7 +25,8 @@ __all__ = ['LMLoader', 'ClasLoader', 'encode_labels', 'TextLMDataBunch', 'TextCl
 class LMLoader:
     "Language-model batches `(xb, yb)` of shape `(bs, sl)`: `bs` parallel rows of the token stream, `yb` shifted by one."
     def __init__(self, docs: DocIds, bs: int = 64, bptt: int = 70, shuffle: bool = False, seed: int = 0,
-                 backwards: bool = False, p_bptt: float = 0.95, bptt_std: float = 5., variable_bptt: bool | None = None):
+                 backwards: bool = False, p_bptt: float = 0.95, bptt_std: float = 5., variable_bptt: bool | None = None,
+                 name: str = 'documents'):
         if not (isinstance(bptt, (int, np.integer)) and bptt >= 1): raise FitlamError(f'bptt={bptt}: must be an integer >= 1')
         if not (isinstance(bs, (int, np.integer)) and bs >= 1): raise FitlamError(f'bs={bs}: must be an integer >= 1')
         self.docs, self.bs, self.bptt, self.shuffle, self.seed, self.backwards = docs, int(bs), int(bptt), shuffle, seed, backwards
@@ -35,8 +36,8 @@ class LMLoader:
         self.n_tokens = int(self.lengths.sum())
         self.row_len = (self.n_tokens - 1) // self.bs            # inputs per row; the tail (< bs tokens) is dropped
         if self.row_len < 1:
-            raise FitlamError(f'bs={bs} is larger than the data: {self.n_tokens} tokens cannot fill {bs} rows of at least '
-                              'one input and one target; use a smaller bs')
+            raise FitlamError(f'bs={bs} is larger than the data: the {name} ({self.n_tokens} tokens) cannot fill {bs} rows of '
+                              'at least one input and one target; use a smaller bs')
         self.epoch, self._sls = 0, None
 
     def set_epoch(self, epoch: int):
@@ -272,8 +273,8 @@ class TextLMDataBunch(_Bunch):
     def __init__(self, train: DocIds, valid: DocIds, vocab: Vocab, tokenizer: Tokenizer, bs: int = 64, bptt: int = 70,
                  backwards: bool = False, seed: int = 0, valid_bs: int | None = None, corpora: _Corpora | None = None,
                  **lm_kwargs):
-        train_dl = LMLoader(train, bs, bptt, shuffle=True, seed=seed, backwards=backwards, **lm_kwargs)
-        valid_dl = LMLoader(valid, valid_bs or bs, bptt, shuffle=False, backwards=backwards)
+        train_dl = LMLoader(train, bs, bptt, shuffle=True, seed=seed, backwards=backwards, name='training documents', **lm_kwargs)
+        valid_dl = LMLoader(valid, valid_bs or bs, bptt, shuffle=False, backwards=backwards, name='validation documents (see valid_bs)')
         super().__init__(train_dl, valid_dl, vocab, tokenizer, corpora)
         self.bs, self.bptt, self.backwards = bs, bptt, backwards
 
