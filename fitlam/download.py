@@ -15,6 +15,7 @@ import pandas as pd
 from fastprogress.fastprogress import progress_bar
 
 from .core import UNK, FitlamError, atomic_write
+from .tokenizer import IterSource
 
 try: import fcntl
 except ImportError: fcntl = None  # Windows: no inter-process lock, downloads stay atomic
@@ -506,6 +507,24 @@ class Corpus:
                 if starts and article: yield '\n'.join(article); article = []
                 article.append(text)
             if article: yield '\n'.join(article)
+
+    def source(self, unit: str = 'paragraphs', max_words: int | None = None) -> IterSource:
+        "A tokenizer source streaming the corpus's paragraphs (or documents), stopping after `max_words` words if given."
+        if unit not in ('paragraphs', 'documents'): raise FitlamError(f"Corpus.source: unit={unit!r}, expected 'paragraphs' or 'documents'")
+        def texts():
+            n = 0
+            for t in getattr(self, unit)():
+                yield t
+                n += len(t.split())
+                if max_words and n >= max_words: return
+        h = hashlib.blake2b(digest_size=20)
+        for f in self.files:
+            h.update(f.name.encode('utf-8'))
+            with open(f, 'rb') as fh:
+                while block := fh.read(1 << 20): h.update(block)
+        n_chars = sum(f.stat().st_size for f in self.files)
+        if max_words: n_chars = min(n_chars, 6 * max_words)     # a word and its space: ~6 characters of English
+        return IterSource(texts, f'{unit}:{max_words}:{h.hexdigest()}', name=f'{len(self.files)} corpus files, {unit}', n_chars=n_chars)
 
 def get_corpus(name_or_path) -> Corpus:
     "Return the `Corpus` of `name_or_path`: a known corpus under `$FITLAM_DATA` (`CORPORA`), a text file, or a folder of them."

@@ -19,8 +19,8 @@ from .core import SPECIAL_TOKENS, UNK, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK
 # %% auto #0
 __all__ = ['default_rules', 'default_post_rules', 'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces',
            'rm_useless_spaces', 'replace_all_caps', 'replace_maj', 'lowercase', 'replace_space', 'join_fields',
-           'Tokenizer', 'TextList', 'CSVSource', 'FileSource', 'LineSource', 'as_source', 'default_cache_dir',
-           'TokenizedCorpus', 'tokenize_corpus', 'DocIds']
+           'Tokenizer', 'TextList', 'CSVSource', 'FileSource', 'LineSource', 'IterSource', 'as_source',
+           'default_cache_dir', 'TokenizedCorpus', 'tokenize_corpus', 'DocIds']
 
 # %% ../nbs/10_tokenizer.ipynb #bbef73c3
 def fix_html(x: str) -> str:
@@ -791,9 +791,24 @@ class LineSource:
     def chunks(self, chunk_chars: int): return _chunk_texts(self.texts(), chunk_chars)
     def __repr__(self): return f'LineSource({len(self.files)} files)'
 
-def as_source(x) -> TextList | CSVSource | FileSource | LineSource:
+class IterSource:
+    "Documents yielded by `texts_fn()` (called anew for each pass), streamed; `fingerprint` must identify their content."
+    kind = 'texts'
+    def __init__(self, texts_fn: Callable[[], Iterable[str]], fingerprint: str, name: str = 'texts', n_chars: int = 0):
+        self.texts_fn, self._fingerprint, self.name, self._n_chars, self._n = texts_fn, fingerprint, name, n_chars, None
+    def __len__(self):
+        if self._n is None: self._n = sum(1 for _ in self.texts_fn())
+        return self._n
+    def n_chars(self) -> int: return self._n_chars
+    def fingerprint(self) -> str:
+        h = _hasher(); h.update(b'iter'); h.update(self._fingerprint.encode('utf-8'))
+        return h.hexdigest()
+    def chunks(self, chunk_chars: int): return _chunk_texts(self.texts_fn(), chunk_chars)
+    def __repr__(self): return f'IterSource({self.name})'
+
+def as_source(x) -> TextList | CSVSource | FileSource | LineSource | IterSource:
     "`x` as a source: a source as is, a list/Series of texts as a `TextList`, a `.csv` path as a `CSVSource`."
-    if isinstance(x, (TextList, CSVSource, FileSource, LineSource)): return x
+    if all(hasattr(x, a) for a in ('kind', 'chunks', 'fingerprint', 'n_chars')): return x
     if isinstance(x, (str, Path)) and str(x).endswith('.csv'): return CSVSource(x)
     if isinstance(x, (str, Path)): raise FitlamError(f"{x}: a path must be a .csv file here; use FileSource/LineSource for text files")
     return TextList(x)

@@ -14,9 +14,9 @@ from torch import Tensor, nn
 from ..core import FitlamError
 
 # %% auto #0
-__all__ = ['DROPOUTS', 'FASTAI_LM_CONFIG', 'FASTAI_CLAS_CONFIG', 'PAPER_CONFIG', 'CONFIGS', 'Hidden', 'AWDLSTMConfig',
-           'dropout_mask', 'RNNDropout', 'WeightDropLSTM', 'AWDLSTM', 'LanguageModel', 'get_language_model',
-           'lm_cross_entropy']
+__all__ = ['DROPOUTS', 'FASTAI_LM_CONFIG', 'FASTAI_CLAS_CONFIG', 'PAPER_CONFIG', 'AWD_LSTM_CONFIGS', 'HiddenState',
+           'AWDLSTMConfig', 'dropout_mask', 'RNNDropout', 'WeightDropLSTM', 'AWDLSTM', 'LanguageModel',
+           'get_language_model', 'lm_cross_entropy']
 
 # %% ../../nbs/20_models.awdlstm.ipynb #c3a223fa
 DROPOUTS = ('output_p', 'hidden_p', 'input_p', 'embed_p', 'weight_p')
@@ -58,7 +58,7 @@ class AWDLSTMConfig:
 FASTAI_LM_CONFIG = AWDLSTMConfig()
 FASTAI_CLAS_CONFIG = AWDLSTMConfig(output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
 PAPER_CONFIG = AWDLSTMConfig(n_hid=1150, output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
-CONFIGS = {'fastai_lm': FASTAI_LM_CONFIG, 'fastai_clas': FASTAI_CLAS_CONFIG, 'paper': PAPER_CONFIG}
+AWD_LSTM_CONFIGS = {'fastai_lm': FASTAI_LM_CONFIG, 'fastai_clas': FASTAI_CLAS_CONFIG, 'paper': PAPER_CONFIG}
 
 # %% ../../nbs/20_models.awdlstm.ipynb #df180c29
 def dropout_mask(x: Tensor, size: tuple, p: float) -> Tensor:
@@ -119,7 +119,7 @@ class WeightDropLSTM(nn.Module):
     def extra_repr(self): return f'{self.n_in}, {self.n_out}, weight_p={self.weight_p}'
 
 # %% ../../nbs/20_models.awdlstm.ipynb #f0fa9653
-Hidden = list[tuple[Tensor, Tensor]]   # per layer (h, c), each (1, bs, n_out)
+HiddenState = list[tuple[Tensor, Tensor]]   # per layer (h, c), each (1, bs, n_out)
 
 class AWDLSTM(nn.Module):
     "The AWD-LSTM encoder: an embedding then `n_layers` LSTMs, the last of size `emb_sz`, with embedding, input, weight and hidden dropout."
@@ -134,7 +134,7 @@ class AWDLSTM(nn.Module):
         self.rnns = nn.ModuleList(WeightDropLSTM(sizes[l], sizes[l + 1], config.weight_p) for l in range(config.n_layers))
         self.input_dp = RNNDropout(config.input_p)
         self.hidden_dps = nn.ModuleList(RNNDropout(config.hidden_p) for _ in range(config.n_layers - 1))
-        self.hidden: Hidden | None = None
+        self.hidden: HiddenState | None = None
 
     def embed(self, ids: Tensor) -> Tensor:
         "Look up `ids` (bs, sl) with embedding dropout then input dropout: (bs, sl, emb_sz)."
@@ -144,11 +144,11 @@ class AWDLSTM(nn.Module):
             x = x * F.embedding(ids, keep)                                      # (bs, sl, 1): a dropped word is zero everywhere
         return self.input_dp(x)
 
-    def zero_hidden(self, bs: int, like: Tensor) -> Hidden:
+    def zero_hidden(self, bs: int, like: Tensor) -> HiddenState:
         "Return a zero hidden state for `bs` sequences (`like`'s dtype and device)."
         return [(like.new_zeros(1, bs, r.n_out), like.new_zeros(1, bs, r.n_out)) for r in self.rnns]
 
-    def run(self, ids: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:
+    def run(self, ids: Tensor, hidden: HiddenState | None = None) -> tuple[Tensor, HiddenState]:
         "Encode `ids` (bs, sl) from `hidden` (zeros if None): the last layer's output (bs, sl, emb_sz) and the new hidden state."
         x = self.embed(ids)
         if hidden is None: hidden = self.zero_hidden(ids.size(0), x)
@@ -164,7 +164,7 @@ class AWDLSTM(nn.Module):
         self.hidden = [(h.detach(), c.detach()) for h, c in hidden]    # truncated BPTT: no gradient into the previous batch
         return out
 
-    def _carried_hidden(self, bs: int) -> Hidden | None:
+    def _carried_hidden(self, bs: int) -> HiddenState | None:
         if self.hidden is None: return None
         old = self.hidden[0][0].size(1)
         if bs == old: return self.hidden

@@ -17,11 +17,12 @@ from .awdlstm import AWDLSTM, AWDLSTMConfig, FASTAI_LM_CONFIG, LanguageModel
 from .classifier import TextClassifier
 
 # %% auto #0
-__all__ = ['FORMAT', 'VERSION', 'save_model', 'read_checkpoint', 'load_model', 'save_encoder', 'load_encoder', 'read_fastai_itos',
-           'fastai_to_fitlam', 'config_from_state', 'remap_lm_state', 'load_pretrained', 'load_fastai_lm']
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'save_model', 'read_checkpoint', 'load_model', 'save_encoder',
+           'load_encoder', 'read_fastai_itos', 'fastai_to_fitlam', 'config_from_state', 'remap_lm_state',
+           'load_pretrained', 'load_fastai_lm']
 
 # %% ../../nbs/22_models.pretrained.ipynb #082a7b45
-FORMAT, VERSION = 'fitlam.awdlstm', 1
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'fitlam.awdlstm', 1
 
 def _kind(model: nn.Module) -> str:
     for cls, kind in ((LanguageModel, 'lm'), (TextClassifier, 'classifier'), (AWDLSTM, 'encoder')):
@@ -40,7 +41,7 @@ def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str]) -> Path:
     "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically."
     kind, itos = _kind(model), _itos(vocab)
     _check_vocab(model, itos, f'save_model({path})')
-    ckpt = dict(format=FORMAT, version=VERSION, kind=kind, config=_encoder(model).config.to_dict(), itos=itos,
+    ckpt = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, kind=kind, config=_encoder(model).config.to_dict(), itos=itos,
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
     if kind == 'classifier':
         ckpt['classifier'] = dict(n_class=model.n_class, bptt=model.bptt, max_len=model.max_len, lin_ftrs=model.lin_ftrs, ps=model.ps)
@@ -55,11 +56,11 @@ def _torch_load(path: Path, what: str):
         raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from e
 
 def _check_checkpoint(ckpt, where) -> dict:
-    if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
-        raise FitlamError(f"{where}: not a fitlam checkpoint (expected format '{FORMAT}'"
+    if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
+        raise FitlamError(f"{where}: not a fitlam checkpoint (expected format '{CHECKPOINT_FORMAT}'"
                           + (f", found keys {list(ckpt)[:6]}" if isinstance(ckpt, dict) else f', found a {type(ckpt).__name__}') + ')')
-    if ckpt.get('version', 0) > VERSION:
-        raise FitlamError(f'{where}: checkpoint version {ckpt["version"]} is newer than this fitlam reads ({VERSION})')
+    if ckpt.get('version', 0) > CHECKPOINT_VERSION:
+        raise FitlamError(f'{where}: checkpoint version {ckpt["version"]} is newer than this fitlam reads ({CHECKPOINT_VERSION})')
     missing = [k for k in ('kind', 'config', 'itos', 'state_dict') if k not in ckpt]
     if missing: raise FitlamError(f'{where}: checkpoint lacks {missing}')
     return ckpt
@@ -156,7 +157,7 @@ def _pretrained_state(weights, itos) -> tuple[dict[str, Tensor], list[str], str]
     where = 'state dict' if isinstance(weights, dict) else str(weights)
     raw = weights if isinstance(weights, dict) else _torch_load(Path(weights), 'weights file')
     if not isinstance(raw, dict): raise FitlamError(f'{where}: expected a state dict, got a {type(raw).__name__}')
-    if raw.get('format') == FORMAT:
+    if raw.get('format') == CHECKPOINT_FORMAT:
         ckpt = _check_checkpoint(raw, where)
         if ckpt['kind'] == 'classifier': raise FitlamError(f'{where}: a classifier checkpoint; pretrained weights come from an LM or encoder')
         state = ckpt['state_dict'] if ckpt['kind'] == 'lm' else {f'encoder.{k}': v for k, v in ckpt['state_dict'].items()}
