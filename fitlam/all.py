@@ -7,4 +7,23 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #fa23a7f5
 from .core import *
+from .tokenizer import *
 from .vocab import *
+from .data import *
+from .download import *
+from .models.awdlstm import *
+from .models.classifier import *
+from .models.pretrained import *
+from .callback import *
+from .metrics import *
+from .schedule import *
+from .learner import *
+from .callbacks import *
+from .text_learner import *
+from .interpret import *
+from .distributed import *
+
+# %% ../nbs/99_all.ipynb #131049af
+import sys as _sys
+__all__ = sorted({n for _m in list(_sys.modules) if _m.startswith('fitlam.') and _m.count('.') <= 2
+                  for n in getattr(_sys.modules[_m], '__all__', ()) if n in globals()})

@@ -14,7 +14,7 @@ import torch
 from . import __version__
 from .core import FitlamError, atomic_write, num_threads, set_seed
 from .vocab import Vocab
-from .download import download, get_corpus, get_dataset, fitlam_data
+from .download import Corpus, download, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
@@ -51,26 +51,25 @@ def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
     return AWDLSTMConfig(**{**base.to_dict(), **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items()
                                                   if v is not None}})
 
-def _corpus_texts(names: Sequence[str], max_words: int | None) -> list[str]:
-    "The paragraphs of the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
-    texts, n = [], 0
-    for name in names:
-        for p in get_corpus(name).paragraphs():
-            texts.append(p); n += len(p.split())
-            if max_words and n >= max_words: return texts
-    return texts
+def _corpus_source(names: Sequence[str], max_words: int | None):
+    "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
+    return Corpus([f for name in names for f in get_corpus(name).files]).source(max_words=max_words)
+
+def _lm_size(learn) -> dict:
+    "The number of documents and tokens the LM trained and validated on."
+    tr, va = learn.data.train_dl, learn.data.valid_dl
+    return dict(n_docs=len(tr.lengths) + len(va.lengths), n_train_tokens=tr.n_tokens, n_valid_tokens=va.n_tokens)
 
 # %% ../nbs/50_cli.ipynb #13052e9c
 def cmd_pretrain(args) -> dict:
     "Stage 1: train an AWD-LSTM LM on a general-domain corpus."
     t0 = time.perf_counter()
-    texts = _corpus_texts(args.corpus, args.max_words)
-    learn = pretrain_lm(texts, config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
+    learn = pretrain_lm(_corpus_source(args.corpus, args.max_words), config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
                         max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, seed=args.seed,
                         path=args.out, progress=not args.quiet)
     lm_path = learn.save_lm(Path(args.out)/'lm.pth')
-    return _write_report(Path(args.out), 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, n_texts=len(texts),
-                         n_words=sum(len(t.split()) for t in texts), vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
+    return _write_report(Path(args.out), 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
+                         vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
 def cmd_finetune_lm(args) -> dict:
     "Stage 2: fine-tune a pretrained LM on the task's text (labels unused)."
@@ -152,12 +151,13 @@ def cmd_demo(args) -> dict:
         pretrained, source = (next(folder.glob('*.pth')), next(folder.glob('*.pkl'))), "fastai's WikiText-103 LM"
         config = None
     elif corpus:
-        texts = _corpus_texts(corpus, args.pretrain_words)
-        source = f'{corpus}, {sum(len(x.split()) for x in texts):,} words'
-        print(f'stage 1: pretraining an LM ({config.emb_sz}/{config.n_hid}/{config.n_layers}) on {source}')
-        lm = pretrain_lm(texts, config=config, epochs=args.pretrain_epochs, lr=args.pretrain_lr, bs=args.bs, bptt=args.bptt,
+        limit = f'the first {args.pretrain_words:,} words of ' if args.pretrain_words else ''
+        print(f'stage 1: pretraining an LM ({config.emb_sz}/{config.n_hid}/{config.n_layers}) on {limit}{", ".join(corpus)}')
+        lm = pretrain_lm(_corpus_source(corpus, args.pretrain_words), config=config, epochs=args.pretrain_epochs, lr=args.pretrain_lr,
+                         bs=args.bs, bptt=args.bptt,
                          max_vocab=args.max_vocab, seed=args.seed, path=out, progress=not args.quiet)
         pretrained = lm.save_lm(out/'pretrained_lm.pth')
+        source = f"{', '.join(corpus)}: {lm.data.train_dl.n_tokens:,} training tokens"
         del lm
     else:
         pretrained, source = None, 'nothing (no corpus: pass --corpus, set FITLAM_DATA, or --wt103)'
