@@ -23,7 +23,8 @@ from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, langu
 from .interpret import ClassificationInterpretation
 
 # %% auto #0
-__all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'build_parser', 'main',
+           'cli']
 
 # %% ../nbs/50_cli.ipynb #a5f23718
 def _read_csv(path, cols: Sequence[str]) -> pd.DataFrame:
@@ -267,10 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 def main(argv: Sequence[str] | None = None):
-    "Entry point of the `fitlam` command."
+    "Run the `fitlam` command line `argv` (default: `sys.argv[1:]`) and return the subcommand's result (a report, predictions)."
     args = build_parser().parse_args(argv)
     num_threads(getattr(args, 'threads', None))
     try: return args.func(args)
     except FitlamError as e:
         print(f'fitlam {args.command}: error: {e}', file=sys.stderr)
         raise SystemExit(2) from None
+
+def cli() -> int:
+    "The `fitlam` console script: `main`, with exit status 0 on success (a returned report is not an exit status)."
+    main()
+    return 0

@@ -344,7 +344,7 @@ def _read_reviews(folder: Path) -> list[str]:
 
 def _norm(text: str) -> str: return ' '.join(text.lower().split())
 
-def _read_imdb(root: Path, res: Resource) -> dict[str, list]:
+def _read_imdb(root: Path, res: Resource, check_rows: bool = True) -> dict[str, list]:
     if not (root/'train').is_dir() and (root/'aclImdb'/'train').is_dir(): root = root/'aclImdb'
     train_dir = _need(root/'train', 'the aclImdb layout: train/{neg,pos}/*.txt')
     labels = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and p.name != 'unsup' and any(p.glob('*.txt')))
@@ -354,7 +354,7 @@ def _read_imdb(root: Path, res: Resource) -> dict[str, list]:
     unsup_dir = next((d for d in (train_dir/'unsup', root/'unsup') if d.is_dir()), None)
     if unsup_dir is not None:
         unsup = _read_reviews(unsup_dir)
-        _check_rows(res, 'unsup', len(unsup), unsup_dir)
+        if check_rows: _check_rows(res, 'unsup', len(unsup), unsup_dir)
         test_texts = {_norm(t) for _, t in out.get('test', [])}
         out['unsup'] = [t for t in unsup if _norm(t) not in test_texts]
     return out
@@ -381,20 +381,20 @@ def _write_csv(path: Path, rows, header: Sequence[str]):
         w.writerow(header); w.writerows(rows)
         text.flush(); text.detach()  # leave `f` open for atomic_write
 
-def convert_dataset(name: str, raw, dest=None) -> dict[str, pd.DataFrame]:
-    "Convert the official files of dataset `name` in the folder `raw` to `label,text` DataFrames (written to `dest` if given)."
+def convert_dataset(name: str, raw, dest=None, check_rows: bool = True) -> dict[str, pd.DataFrame]:
+    "Convert the official files of dataset `name` in the folder `raw` to `label,text` DataFrames (written to `dest` if given); `check_rows=False` accepts a slice."
     res, raw = _dataset_resource(name), Path(raw)
     if res.kind == 'trec':
         out = {'train': _read_trec(_need(raw/'train_5500.label', "TREC's train_5500.label"))}
         if (raw/'TREC_10.label').exists(): out['test'] = _read_trec(raw/'TREC_10.label')
-    elif res.kind == 'imdb': out = _read_imdb(raw, res)
+    elif res.kind == 'imdb': out = _read_imdb(raw, res, check_rows)
     else:
         classes = [l.strip() for l in (raw/'classes.txt').read_text(encoding='utf-8').splitlines() if l.strip()] \
                   if (raw/'classes.txt').exists() else list(res.classes)
         out = {'train': _read_zhang_csv(_need(raw/'train.csv', 'the official train.csv'), classes)}
         if (raw/'test.csv').exists(): out['test'] = _read_zhang_csv(raw/'test.csv', classes)
     for split in ('train', 'test'):
-        if split in out: _check_rows(res, split, len(out[split]), raw)
+        if split in out and check_rows: _check_rows(res, split, len(out[split]), raw)
     train_idx, valid_idx = split_valid([label for label, _ in out['train']])
     rows = {'train': [out['train'][i] for i in train_idx], 'valid': [out['train'][i] for i in valid_idx]}
     rows.update({k: v for k, v in out.items() if k != 'train'})

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import PAD, FitlamError
+from .data import ClasLoader
 from .metrics import figure_axes
 from .text_learner import ClassifierLearner, detokenize, texts_to_loader
 
@@ -29,16 +30,17 @@ class ClassificationInterpretation:
         self.preds = probs.argmax(1)
 
     @classmethod
-    def from_learner(cls, learn: ClassifierLearner, df: pd.DataFrame | None = None) -> ClassificationInterpretation:
-        "Interpret `learn` on `df` (text and label columns) or, by default, on its validation set."
+    def from_learner(cls, learn: ClassifierLearner, df: pd.DataFrame | None = None, bs: int | None = None) -> ClassificationInterpretation:
+        "Interpret `learn` on `df` (text and label columns) or, by default, on its validation set, predicting `bs` documents at a time."
         if learn.multi_label: raise FitlamError('ClassificationInterpretation: single-label classifiers only')
         if df is None:
             dl = learn.data.valid_dl
             if dl is None: raise FitlamError('ClassificationInterpretation: the learner has no validation set; pass a DataFrame')
+            if bs: dl = ClasLoader(dl.docs, dl.labels, bs=bs, shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards)
             probs, targs, losses = learn.get_preds(dl=dl, with_loss=True, reorder=True)
             texts = [detokenize([learn.vocab.itos[i] for i in dl.docs[j].tolist()]) for j in range(len(dl.docs))]
         else:
-            probs, targs, losses = learn.get_preds(df, with_loss=True)
+            probs, targs, losses = learn.get_preds(df, with_loss=True, bs=bs)
             texts = df[learn.data.text_cols[0]].astype(str).tolist()
         if targs is None: raise FitlamError('ClassificationInterpretation: the data has no labels')
         return cls(learn, texts, probs, targs, losses)

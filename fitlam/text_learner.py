@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
+from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
 from .tokenizer import DocIds, Tokenizer
 from .vocab import Vocab
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch
@@ -66,8 +66,9 @@ def detokenize(tokens: Sequence[str]) -> str:
         t = tokens[i]
         if t in (BOS, EOS, PAD): i += 1; continue
         if t == FLD: i += 2; continue                                   # `xxfld 1`
-        if t in (TK_MAJ, TK_UP) and i + 1 < n:
-            w = tokens[i + 1]
+        if t in (TK_MAJ, TK_UP):
+            w = tokens[i + 1] if i + 1 < n else UNK
+            if w in SPECIAL_TOKENS: i += 1; continue                       # `xxmaj xxunk` stays `xxunk`; a last `xxmaj` goes
             out.append(w.upper() if t == TK_UP else w[:1].upper() + w[1:]); i += 2; continue
         if t in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit():
             k, w = int(tokens[i + 1]), tokens[i + 2]
