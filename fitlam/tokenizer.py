@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_tokenizer.ipynb #05327522
 from __future__ import annotations
-import hashlib, html, importlib, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback, weakref
+import atexit, hashlib, html, importlib, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback
 from array import array
 from collections import Counter
 from functools import partial
@@ -893,11 +893,10 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
     corpus.from_cache = False
     return corpus
 
-_TEMP_DIRS = []
 def _temp_cache() -> Path:
     "A temporary cache folder, removed when the interpreter exits (for `cache_dir=False`)."
     d = tempfile.mkdtemp(prefix='fitlam-tokens-')
-    _TEMP_DIRS.append(weakref.finalize(_TEMP_DIRS, shutil.rmtree, d, True))
+    atexit.register(shutil.rmtree, d, True)
     return Path(d)
 
 # %% ../nbs/10_tokenizer.ipynb #38fc2de0
