@@ -210,6 +210,7 @@ class _Encoder:
         "A fresh spaCy tokenizer and empty caches (also to bound memory on huge corpora)."
         self.nlp = self.tok._new_nlp(fast=True)
         self.pairs, self.orths = _special_pairs(self.nlp)
+        self._codes_key = None                    # `_pair_codes` is computed afresh
         self.lefts, self.rights = {l for l, _ in self.pairs}, {r for _, r in self.pairs}
         self.sep = _SEP if ([t.text for t in self.nlp.tokenizer(f'a {_SEP} b')] == ['a', _SEP, 'b']
                             and _SEP not in self.lefts | self.rights) else None
@@ -308,12 +309,14 @@ class _Encoder:
         return False
 
     def _pair_codes(self) -> np.ndarray:
-        "`a * 2**32 + b` for the local ids `a`, `b` of the tokens of each special pair (after the post-rules)."
+        "`a * 2**32 + b` for the local ids `a`, `b` of the tokens of each special pair (after the post-rules); recomputed only when the vocab grew or `_reset` ran."
+        if self._codes_key == len(self.stoi): return self._codes
         def post(t):
             for r in self.tok.post_rules: t = r(t)
             return self.stoi.get(t)
         codes = [(a << 32) + b for a, b in ((post(l), post(r)) for l, r in self.pairs) if a is not None and b is not None]
-        return np.array(sorted(codes), np.int64)
+        self._codes, self._codes_key = np.array(sorted(codes), np.int64), len(self.stoi)
+        return self._codes
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         "Return the local ids of `texts` concatenated (int32), and the number of ids of each text (int64)."
