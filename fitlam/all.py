@@ -24,6 +24,4 @@ from .interpret import *
 from .distributed import *
 
 # %% ../nbs/99_all.ipynb #131049af
-import sys as _sys
-__all__ = sorted({n for _m in list(_sys.modules) if _m.startswith('fitlam.') and _m.count('.') <= 2
-                  for n in getattr(_sys.modules[_m], '__all__', ()) if n in globals()})
+__all__ = [n for n in dir() if not n.startswith('_')]   # exactly the names the star imports above brought in
