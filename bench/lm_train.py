@@ -6,11 +6,12 @@ bptt 70, two sides train on the same token stream:
 
 - fastai: `language_model_learner(dls, AWD_LSTM, config, pretrained=False).fit_one_cycle(1, lr)` over
   an `LMDataLoader`, as ../shared/peer/peer_lm_bench.py builds it (run with the peer's python);
-- fitlam: `fitlam.models.get_language_model` trained by a plain loop (no learner): the lean
-  `lm_cross_entropy` (or `F.cross_entropy` with `--loss torch`) + AR/TAR (alpha 2, beta 1, on
-  `model.last_rnn_outputs`), `torch.optim.AdamW(fused=True)` with fastai's hyper-parameters (betas
-  (mom, 0.99), eps 1e-5, decoupled wd 0.01, none on biases) and fastai's one-cycle schedule (lr from
-  lr/25 to lr over 25% of the batches then down to lr/1e5, momentum 0.8 -> 0.7 -> 0.8).
+- fitlam: as users run it, `language_model_learner(data, config).fit_one_cycle(1, lr, moms=(0.8, 0.7, 0.8))`
+  over a `TextLMDataBunch` of the same stream (fixed bptt, like fastai's loader): its lean
+  `lm_cross_entropy` (or `F.cross_entropy` with `--loss torch`), AR/TAR (alpha 2, beta 1), fused AdamW
+  (eps 1e-5, decoupled wd 0.01, none on biases) and the same one-cycle schedule as fastai's (lr from
+  lr/25 to lr over 25% of the batches then down to lr/1e5, momentum 0.8 -> 0.7 -> 0.8). The fit runs
+  in a thread that trains one batch per request, so both learners can take turns in one process.
 
 The token stream is a synthetic corpus with something to learn (a word is followed by one of 4 words
 fixed by it 60% of the time, else by a Zipf-distributed word), written to bench/out/, tokenized by
@@ -84,30 +85,18 @@ def word_names(n: int) -> list[str]:
 
 
 # 2. fitlam's side, in its own process.
-def fitlam_stream(corpus: Path, bs: int, bptt: int, n_needed: int, seed: int):
-    "The peer's stream: xxbos + tokens per line, repeated to n_needed, cut in 2,000-token docs, shuffled, in bs rows."
-    import torch
+def fitlam_stream(corpus: Path, n_needed: int, seed: int):
+    "The peer's stream: xxbos + tokens per line, repeated to n_needed, cut in 2,000-token docs, shuffled; and a validation doc."
+    import numpy as np
     from fitlam.core import BOS
     from fitlam.vocab import Vocab
     docs = [[BOS] + l.split() for l in corpus.read_text().splitlines() if l.strip()]
     vocab = Vocab.from_tokens(docs, max_vocab=60_000, min_freq=3)
-    ids = torch.from_numpy(vocab.numericalize([t for d in docs for t in d])).long()
-    if len(ids) < n_needed: ids = ids.repeat(-(-n_needed // len(ids)))
-    chunks = list(torch.split(ids, 2000))
-    order = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed)).tolist()
-    stream = torch.cat([chunks[i] for i in order])
-    bl = (len(stream) - 1) // bs * bs // bs                          # fastai's LMDataLoader: batch length
-    x = stream[:bs * bl].view(bs, bl); y = stream[1:bs * bl + 1].view(bs, bl)
-    n_batches = bl // bptt + int(bl % bptt != 0)
-    return vocab, [(x[:, i:i + bptt], y[:, i:i + bptt]) for i in range(0, bl, bptt)], n_batches
-
-
-def sched_cos(start, end, pos): return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
-
-def one_cycle(pos: float, lr: float, div=25., div_final=1e5, pct_start=0.25, moms=(0.8, 0.7, 0.8)):
-    "fastai's fit_one_cycle: (lr, mom) at training position `pos` in [0, 1)."
-    if pos < pct_start: p = pos / pct_start; return sched_cos(lr / div, lr, p), sched_cos(moms[0], moms[1], p)
-    p = (pos - pct_start) / (1 - pct_start); return sched_cos(lr, lr / div_final, p), sched_cos(moms[1], moms[2], p)
+    ids = np.asarray(vocab.numericalize([t for d in docs for t in d]), np.int64)
+    if len(ids) < n_needed: ids = np.tile(ids, -(-n_needed // len(ids)))
+    chunks = [ids[i:i + 2000] for i in range(0, len(ids), 2000)]
+    order = np.random.default_rng(seed).permutation(len(chunks))
+    return vocab, [chunks[i] for i in order], ids[:2000]
 
 
 def matmul_gflops(threads: int, n: int = 2048, reps: int = 7) -> float:
@@ -130,42 +119,73 @@ def lm_flops_per_token(emb: int, hid: int, layers: int, vocab: int) -> float:
 
 
 class FitlamTrainer:
-    "fitlam's side: the model, the stream and a plain training loop (no learner), one batch per `step()`."
+    """fitlam's side as users run it: `language_model_learner(data, config).fit_one_cycle(1, lr, moms=(0.8, 0.7, 0.8))`.
+
+    The fit runs in a thread that trains exactly one batch per `step()` and then waits: the caller's thread and the fit
+    never compute at the same time, so fitlam's batches can be interleaved with fastai's in one process (a coroutine
+    made of two semaphores). A batch is timed from the first callback's `before_batch` to the last one's `after_batch`.
+    """
     def __init__(self, a, import_root: bool = False):
         if import_root: sys.path.insert(0, str(ROOT))            # when run by the peer's python (interleaved mode)
+        import threading
         import torch
         import torch.nn.functional as F
+        from fitlam.callback import Callback, CancelFitException
         from fitlam.core import set_seed
-        from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
+        from fitlam.data import TextLMDataBunch
+        from fitlam.models.awdlstm import AWDLSTMConfig
+        from fitlam.text_learner import language_model_learner
+        from fitlam.tokenizer import DocIds, Tokenizer
         self.torch, self.a = torch, a
-        self.loss_func = lm_cross_entropy if a.loss == 'lean' else lambda pred, yb: F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
         set_seed(a.seed)
         n_needed = (a.batches + a.warmup) * a.bs * a.bptt + a.bs * (a.bptt + 2) + 1
-        self.vocab, self.batches, self.n_total = fitlam_stream(Path(a.corpus), a.bs, a.bptt, n_needed, a.seed)
-        self.model = get_language_model(len(self.vocab), AWDLSTMConfig(emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers), drop_mult=a.drop_mult)
-        decay = [p for n, p in self.model.named_parameters() if not n.endswith('bias')]
-        no_decay = [p for n, p in self.model.named_parameters() if n.endswith('bias')]
-        self.opt = torch.optim.AdamW([{'params': decay}, {'params': no_decay, 'weight_decay': 0.}], lr=a.lr, betas=(0.8, 0.99),
-                                     eps=1e-5, weight_decay=0.01, fused=True)     # fastai's Adam: eps 1e-5, true wd 0.01, none on biases
-        self.model.train(); self.model.reset()
-        self.i = 0
+        self.vocab, docs, valid = fitlam_stream(Path(a.corpus), n_needed, a.seed)
+        data = TextLMDataBunch(DocIds.from_lists(docs), DocIds.from_lists([valid]), self.vocab, Tokenizer(), bs=a.bs, bptt=a.bptt,
+                               seed=a.seed, variable_bptt=False)          # fixed bptt, as fastai's LMDataLoader: same batch shapes
+        self.n_total = len(data.train_dl)
+        self.learn = learn = language_model_learner(data, AWDLSTMConfig(emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers), drop_mult=a.drop_mult,
+                                                    device='cpu', bf16=a.bf16, progress=False, metrics=[])
+        if a.loss == 'torch': learn.loss_func = lambda pred, yb: F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
+        self.go, self.done, self.stop, self.error = threading.Semaphore(0), threading.Semaphore(0), False, None
+        self.dt, self.loss = None, None
+        trainer = self
+
+        class Start(Callback):
+            order = -10_000
+            def before_batch(self):
+                if not self.learn.training: return
+                trainer.go.acquire()                              # wait for the next step()
+                if trainer.stop: raise CancelFitException()
+                trainer.threads = torch.get_num_threads()         # the fit thread's intra-op threads (should be --threads)
+                trainer.t0 = time.perf_counter()
+
+        class Stop(Callback):
+            order = 10_000
+            def after_batch(self):
+                if not self.learn.training: return
+                trainer.dt, trainer.loss = time.perf_counter() - trainer.t0, float(self.learn.loss)
+                trainer.done.release()
+
+        def fit():
+            try: learn.fit_one_cycle(1, a.lr, moms=(0.8, 0.7, 0.8), cbs=[Start(), Stop()])   # fastai's LM learner's moms
+            except BaseException as e: self.error = e
+            finally: self.done.release()                              # never leave step() waiting
+        self.thread = threading.Thread(target=fit, daemon=True)
+        self.thread.start()
+
+    @property
+    def model(self): return self.learn.model
 
     def step(self) -> tuple[float, float]:
-        "Train on the next batch: (seconds for forward + loss + AR/TAR + backward + step, loss)."
-        torch, a = self.torch, self.a
-        xb, yb = self.batches[self.i]
-        t0 = time.perf_counter()
-        lr, mom = one_cycle(self.i / self.n_total, a.lr)
-        for g in self.opt.param_groups: g['lr'], g['betas'] = lr, (mom, 0.99)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
-            pred = self.model(xb)
-        loss = self.loss_func(pred.float(), yb)
-        raw, dropped = self.model.last_rnn_outputs
-        reg = 2. * dropped.float().pow(2).mean() + 1. * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()   # AR, TAR
-        (loss + reg).backward()
-        self.opt.step(); self.opt.zero_grad(set_to_none=True)
-        self.i += 1
-        return time.perf_counter() - t0, loss.item()
+        "Train on the next batch: (seconds from `before_batch` to `after_batch`, loss)."
+        self.go.release(); self.done.acquire()
+        if self.error is not None: raise RuntimeError('fitlam fit failed') from self.error
+        if self.dt is None: raise RuntimeError('fitlam: the fit ended before the requested batches')
+        dt, self.dt = self.dt, None
+        return dt, self.loss
+
+    def close(self):
+        self.stop = True; self.go.release(); self.thread.join()
 
 
 def fitlam_worker(a):
@@ -179,9 +199,10 @@ def fitlam_worker(a):
     for _ in range(a.warmup + a.batches):
         dt, loss = tr.step()
         stamps.append(time.perf_counter()); btimes.append(dt); losses.append(loss)
+    tr.close()
     bt = btimes[a.warmup:]
     wall = stamps[-1] - stamps[a.warmup - 1] if a.warmup else stamps[-1] - (stamps[0] - btimes[0])
-    return dict(side='fitlam', loss_func=a.loss, torch=torch.__version__, threads=torch.get_num_threads(), emb=a.emb, hid=a.hid, layers=a.layers,
+    return dict(side='fitlam', loss_func=a.loss, torch=torch.__version__, threads=torch.get_num_threads(), fit_thread_threads=tr.threads, emb=a.emb, hid=a.hid, layers=a.layers,
                 bs=a.bs, bptt=a.bptt, vocab=len(tr.vocab), params=sum(p.numel() for p in tr.model.parameters()),
                 n_batches_total=tr.n_total, bf16=a.bf16,
                 timed_batches=len(bt), tokens_per_s=round(len(bt) * a.bs * a.bptt / wall, 1),
@@ -240,6 +261,7 @@ def interleaved_worker(a):
             if min(len(rec['fastai']), len(rec['fitlam'])) >= a.warmup + a.batches: raise CancelFitException()
 
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, a.lr, cbs=Interleave())
+    for t in trainers.values(): t.close()
     out = dict(emb=a.emb, hid=a.hid, layers=a.layers, vocab_fastai=len(vocab), vocab_fitlam=len(tr.vocab))
     for side in ('fastai', *trainers):
         bt = rec[side][a.warmup:]
