@@ -27,6 +27,14 @@ TINY = AWDLSTMConfig(**TINY_AWD)
 V = 40                       # vocab size of the synthetic token data (ids 2..V-1; 1 is xxpad)
 
 
+@pytest.fixture(scope='module', autouse=True)
+def cpu_only():
+    "DDP on CPU processes (gloo) even where a GPU is visible: default_device would pick CUDA + NCCL, one GPU per rank."
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('FITLAM_DEVICE', 'cpu')      # read by each Learner and by init_distributed in the spawned ranks
+        yield
+
+
 # -- contract loaders (docs/design.md), small enough to read ---------------------------------------------
 class StreamLoader:
     "LM batches: the documents, shuffled from (seed, epoch), joined and cut into `bs` rows; `sl` drawn per batch from (seed, epoch)."

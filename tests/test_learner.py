@@ -324,7 +324,7 @@ def test_plots_render_to_png():
 
 
 def test_bf16_trains_on_cpu():
-    learn = make_learner(bf16=True)
+    learn = make_learner(bf16=True, device='cpu')
     learn.fit_one_cycle(4, lr=3e-2)
     h = learn.recorder.history
     assert h.valid_loss.iloc[-1] < h.valid_loss.iloc[0] / 10
