@@ -25,11 +25,20 @@ reads ~5 reviews/s on either side, so the whole split takes ~17 minutes; docs/be
   reviews cut to their first 30 words (short inputs: overhead rather than LSTM time).
 Checks: every row sums to 1, as many rows as texts, the batch rows of the single texts equal their `predict`
 probabilities (so the batch comes back in input order), and fitlam's `predict` probabilities equal fastai's.
+
+--int8 adds fitlam-int8 rows: the same fitlam learner after `learn.to_int8()` (what `load_learner(path, int8=True)`
+does: the LSTMs run through torch's dynamic quantization), timed the same way in the same process after the float32
+runs, with its agreement with float32 on the same reviews (max and mean |p_int8 - p_fp32|, same predicted class).
+--bf16 adds the same rows for bf16 autocast (`Learner(bf16=True)`: oneDNN's bf16 LSTM where the CPU has it), run
+before the int8 ones.
+The weights are random (see above), so the probabilities are close to uniform and "same predicted class" is a
+pessimistic figure: a trained classifier's margins are wider.
 (fastai's own batch rows differ from its `predict` by ~1e-3: its batched BPT3C skips the tokens of some short
 rows, see docs/benchmarks.md; so the batch-level fitlam/fastai difference is of that size too.)
 
     flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/predict.py --n-docs 640          # ~7 min on 2 cores (all: ~17)
     flock -s /tmp/fitlam-cpu.lock .venv/bin/python bench/predict.py --n-docs 64 --n-single 3 --config tiny --vocab-docs 500
+    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/predict.py --n-docs 640 --int8 --bf16   # + int8 and bf16 rows (~3-4 min more)
 """
 from __future__ import annotations
 import os, sys
@@ -155,9 +164,23 @@ def worker_fitlam(spec: dict) -> dict:
         _, dt = timed(lambda: learn.predict(short(t))); short_t.append(dt)
     np.save(spec['probs'], probs.float().numpy()); np.save(spec['single_probs'], np.stack(single_probs))
     np.save(spec['lengths'], np.asarray(loader.lengths))
-    return dict(version=fitlam.__version__, torch=torch.__version__, threads=torch.get_num_threads(), classes=list(learn.classes),
-                vocab=len(vocab), n_params=sum(p.numel() for p in learn.model.parameters()), batch_s=batch_s, tokenize_s=tok_s,
-                single_s=single, short_s=short_t)
+    res = dict(version=fitlam.__version__, torch=torch.__version__, threads=torch.get_num_threads(), classes=list(learn.classes),
+               vocab=len(vocab), n_params=sum(p.numel() for p in learn.model.parameters()), batch_s=batch_s, tokenize_s=tok_s,
+               single_s=single, short_s=short_t)
+    # the same learner in lower precision, timed the same way: bf16 autocast (Learner(bf16=True)), then int8 LSTMs
+    # (`to_int8`, what load_learner(path, int8=True) does)
+    for v in spec.get('variants', []):
+        _, res[f'{v}_convert_s'] = timed(lambda: setattr(learn, 'bf16', True) if v == 'bf16' else learn.to_fp32().to_int8())
+        learn.predict(singles[0]); learn.predict_proba([short(t) for t in texts[:bs]], bs=bs)             # warm-up, untimed
+        vprobs, res[f'{v}_batch_s'] = timed(lambda: learn.predict_proba(texts, bs=bs))
+        vsingle, vsingle_probs, vshort = [], [], []
+        for t in singles:
+            pred, dt = timed(lambda: learn.predict(t)); vsingle.append(dt); vsingle_probs.append(pred.probs.float().numpy())
+        for t in singles:
+            _, dt = timed(lambda: learn.predict(short(t))); vshort.append(dt)
+        res.update({f'{v}_single_s': vsingle, f'{v}_short_s': vshort})
+        np.save(spec[f'{v}_probs'], vprobs.float().numpy()); np.save(spec[f'{v}_single_probs'], np.stack(vsingle_probs))
+    return res
 
 
 def run_worker(python: str, impl: str, spec_path: Path) -> dict:
@@ -185,6 +208,8 @@ def main():
     p.add_argument('--vocab-docs', type=int, default=None, help='build the vocab from N reviews of train.csv (default: all)')
     p.add_argument('--dls-docs', type=int, default=500, help='train.csv rows both sides build their (unused) training data from')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--int8', action='store_true', help='add fitlam-int8 rows: learn.to_int8() (= load_learner(path, int8=True)), and its agreement with float32')
+    p.add_argument('--bf16', action='store_true', help='add fitlam-bf16 rows: bf16 autocast (Learner(bf16=True)), and its agreement with float32')
     p.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
     p.add_argument('--json', default=str(OUT/'predict.json'))
     p.add_argument('--worker', nargs=2, metavar=('IMPL', 'SPEC'), default=None, help=argparse.SUPPRESS)
@@ -200,6 +225,7 @@ def main():
     import numpy as np, pandas as pd
     n_docs = len(read_texts(str(data/'valid.csv'), args.n_docs))
     emb, hid, layers = CONFIGS[args.config]
+    variants = [v for v in ('bf16', 'int8') if getattr(args, v)]
     work = Path(tempfile.mkdtemp(prefix='fitlam-predict-bench-'))
     try:
         # the shared vocab: fitlam's, from the training reviews (not timed)
@@ -214,14 +240,17 @@ def main():
         spec = dict(itos=str(work/'itos.json'), train_csv=str(data/'train.csv'), valid_csv=str(data/'valid.csv'), n_docs=n_docs,
                     dls_docs=args.dls_docs, bs=args.bs, bptt=args.bptt, max_len=args.max_len, emb=emb, hid=hid, layers=layers,
                     threads=args.threads, single_idx=single_indices(n_docs, args.n_single), weights=str(work/'fastai_clas.pth'),
-                    cache_dir=str(work/'tokens'))
+                    cache_dir=str(work/'tokens'), variants=variants)
         res = {}
         for impl, py in [('fastai', args.peer_python), ('fitlam', sys.executable)]:     # fastai first: it writes the weights
-            s = dict(spec, probs=str(work/f'{impl}_probs.npy'), single_probs=str(work/f'{impl}_single.npy'), lengths=str(work/'lengths.npy'))
+            s = dict(spec, probs=str(work/f'{impl}_probs.npy'), single_probs=str(work/f'{impl}_single.npy'), lengths=str(work/'lengths.npy'),
+                     **{f'{v}_{k}': str(work/f'{v}_{k}.npy') for v in variants for k in ('probs', 'single_probs')})
             (work/f'{impl}.json').write_text(json.dumps(s))
             print(f'{impl}: {n_docs:,} reviews, bs {args.bs}, {args.config} {emb}/{hid}/{layers}, vocab {len(vocab):,} ...', flush=True)
             res[impl] = run_worker(py, impl, work/f'{impl}.json')
             res[impl]['probs'] = np.load(s['probs']); res[impl]['single_probs'] = np.load(s['single_probs'])
+            for v in variants if impl == 'fitlam' else []:
+                res[f'fitlam_{v}'] = dict(probs=np.load(s[f'{v}_probs']), single_probs=np.load(s[f'{v}_single_probs']))
             print(json.dumps({k: v for k, v in res[impl].items() if 'probs' not in k}), flush=True)
         lengths = np.load(work/'lengths.npy')
     finally:
@@ -232,6 +261,12 @@ def main():
     checks = {k: check(r['probs'], n_docs, k) for k, r in res.items()}
     for k, r in res.items():    # the batch comes back in input order: its rows of the single texts are their `predict` probabilities
         checks[k]['batch_vs_single_max_diff'] = float(np.abs(r['probs'][idx] - r['single_probs']).max())
+    lowp = {}                   # bf16 / int8 vs float32: same learner, same reviews
+    for v in variants:
+        pv, dv = res[f'fitlam_{v}']['probs'], np.abs(res[f'fitlam_{v}']['probs'] - fl['probs']).max(1)
+        lowp[v] = dict(max_diff=float(dv.max()), mean_diff=float(dv.mean()), same_argmax=float((pv.argmax(1) == fl['probs'].argmax(1)).mean()),
+                       single_max_diff=float(np.abs(res[f'fitlam_{v}']['single_probs'] - fl['single_probs']).max()),
+                       same_argmax_vs_fastai=float((pv.argmax(1) == fa['probs'].argmax(1)).mean()))
     within = lengths <= args.max_len
     diff = np.abs(fl['probs'] - fa['probs']).max(1)
     agree = dict(same_classes=fa['classes'] == fl['classes'], same_n_params=fa['n_params'] == fl['n_params'],
@@ -247,6 +282,14 @@ def main():
     summary.update(speedup=summary['fitlam_docs_s'] / summary['fastai_docs_s'],
                    latency_ratio=summary['fitlam_single_ms'] / summary['fastai_single_ms'],
                    short_latency_ratio=summary['fitlam_short_ms'] / summary['fastai_short_ms'])
+    for v in variants:
+        summary.update({f'fitlam_{v}_docs_s': n_docs / fl[f'{v}_batch_s'], f'fitlam_{v}_docs_s_no_tok': n_docs / (fl[f'{v}_batch_s'] - fl['tokenize_s']),
+                        f'fitlam_{v}_single_ms': med(fl[f'{v}_single_s']), f'fitlam_{v}_short_ms': med(fl[f'{v}_short_s'])})
+        summary.update({f'{v}_speedup': summary[f'fitlam_{v}_docs_s'] / summary['fastai_docs_s'],
+                        f'{v}_latency_ratio': summary[f'fitlam_{v}_single_ms'] / summary['fastai_single_ms'],
+                        f'{v}_short_latency_ratio': summary[f'fitlam_{v}_short_ms'] / summary['fastai_short_ms'],
+                        f'{v}_vs_fp32_speedup': fl['batch_s'] / fl[f'{v}_batch_s'],
+                        f'{v}_vs_fp32_latency': summary[f'fitlam_{v}_single_ms'] / summary['fitlam_single_ms']})
     import fitlam
     info = dict(started=started.isoformat(timespec='seconds'), machine=platform.node(), cpus=os.cpu_count(), python=platform.python_version(),
                 fitlam=fitlam.__version__, fastai=fa['version'], torch=fl['torch'], torch_peer=fa['torch'], threads=fl['threads'],
@@ -255,7 +298,7 @@ def main():
                 tokens_max=int(lengths.max()), loadavg_start=load0, loadavg_end=loadavg(),
                 command=' '.join([Path(sys.executable).name] + sys.argv))
     strip = lambda r: {k: v for k, v in r.items() if 'probs' not in k}
-    result = dict(info=info, fastai=strip(fa), fitlam=strip(fl), checks=checks, agreement=agree, summary=summary)
+    result = dict(info=info, fastai=strip(fa), fitlam=strip(fl), checks=checks, agreement=agree, summary=summary, lower_precision=lowp)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
 
@@ -279,6 +322,25 @@ def main():
              f"{agree['n_within_max_len']:,} reviews of at most {args.max_len} tokens"
              + (f", {agree['max_diff_longer']:.2g} over the {n_docs - agree['n_within_max_len']} longer ones" if agree['max_diff_longer'] is not None else '')
              + f"; same predicted class for {100 * agree['same_argmax']:.1f}% of the reviews."]
+    what = dict(int8='int8 LSTMs (`learn.to_int8()`, = `load_learner(path, int8=True)`)', bf16='bf16 autocast (`Learner(bf16=True)`)')
+    for v in variants:
+        L = lowp[v]
+        lines += ['', f"fitlam {v}: {what[v]}, same process, after the float32 runs:", '',
+                  f'| | fastai 2.8.12 | fitlam {v} | fitlam {v} / fastai | goal | fitlam {v} / fitlam fp32 |', '|---|---|---|---|---|---|',
+                  f"| batch, docs/s (tokenization included) | {S['fastai_docs_s']:.1f} | {S[f'fitlam_{v}_docs_s']:.1f} | **{S[f'{v}_speedup']:.2f}x** | >= 2x | "
+                  f"{S[f'{v}_vs_fp32_speedup']:.2f}x |",
+                  f"| batch, docs/s, fitlam without tokenization | | {S[f'fitlam_{v}_docs_s_no_tok']:.1f} | | | "
+                  f"{S[f'fitlam_{v}_docs_s_no_tok'] / S['fitlam_docs_s_no_tok']:.2f}x |",
+                  f"| single review, median ms ({len(idx)} reviews) | {S['fastai_single_ms']:.0f} | {S[f'fitlam_{v}_single_ms']:.0f} | "
+                  f"**{S[f'{v}_latency_ratio']:.2f}** | <= 0.1 | {S[f'{v}_vs_fp32_latency']:.2f} |",
+                  f"| single short text (first 30 words), median ms | {S['fastai_short_ms']:.1f} | {S[f'fitlam_{v}_short_ms']:.1f} | "
+                  f"{S[f'{v}_short_latency_ratio']:.2f} | | {S[f'fitlam_{v}_short_ms'] / S['fitlam_short_ms']:.2f} |",
+                  f"| batch: one row per text, each summing to 1 | | {ok(checks[f'fitlam_{v}'])} | | | |",
+                  f"| batch row vs `predict` of the same review, max abs diff | | {checks[f'fitlam_{v}']['batch_vs_single_max_diff']:.1g} | | | |",
+                  '', f"{v} vs float32 (same weights, same reviews): max |p_{v} - p_fp32| = {L['max_diff']:.2g} (mean over reviews of the "
+                  f"row max: {L['mean_diff']:.2g}; `predict` of the {len(idx)} single reviews: {L['single_max_diff']:.2g}); same predicted class "
+                  f"for {100 * L['same_argmax']:.1f}% of the reviews (vs fastai: {100 * L['same_argmax_vs_fastai']:.1f}%; random weights, "
+                  "near-uniform probabilities: a pessimistic figure)."]
     print('\n' + '\n'.join(lines))
     print(f'\nJSON: {args.json}')
 

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/20_models.awdlstm.ipynb #40488533
 from __future__ import annotations
-import math
+import math, warnings
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -15,7 +15,7 @@ from ..core import FitlamError
 
 # %% auto #0
 __all__ = ['DROPOUTS', 'FASTAI_LM_CONFIG', 'FASTAI_CLAS_CONFIG', 'PAPER_CONFIG', 'AWD_LSTM_CONFIGS', 'HiddenState',
-           'AWDLSTMConfig', 'dropout_mask', 'RNNDropout', 'WeightDropLSTM', 'AWDLSTM', 'LanguageModel',
+           'AWDLSTMConfig', 'dropout_mask', 'RNNDropout', 'int8_lstm', 'WeightDropLSTM', 'AWDLSTM', 'LanguageModel',
            'get_language_model', 'lm_cross_entropy']
 
 # %% ../../nbs/20_models.awdlstm.ipynb #c3a223fa
@@ -85,6 +85,24 @@ def _cpu_lowp_lstm_ok() -> bool:
     if dtype == torch.float16: return torch.ops.mkldnn._is_mkldnn_fp16_supported()
     return False
 
+def int8_lstm(weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor) -> nn.Module:
+    "Build torch's dynamic-quantized LSTM layer (batch first, CPU) from these weights: int8 per output row, activations quantized per call."
+    try:
+        from torch.ao.nn.quantized.dynamic import LSTM as DynamicQuantizedLSTM
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+    except ImportError as e: raise FitlamError(f'int8: this torch ({torch.__version__}) has no dynamic-quantized LSTM (torch.ao.nn.quantized.dynamic)') from e
+    if torch.backends.quantized.engine == 'none':
+        raise FitlamError(f'int8: torch has no quantized engine on this machine (supported: {torch.backends.quantized.supported_engines})')
+    n_out, n_in = weight_hh.size(1), weight_ih.size(1)
+    lstm = nn.LSTM(n_in, n_out, batch_first=True)
+    with torch.no_grad():
+        for name, w in zip(('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'), (weight_ih, weight_hh, bias_ih, bias_hh)):
+            getattr(lstm, f'{name}_l0').copy_(w.detach().float().cpu())
+    lstm.qconfig = per_channel_dynamic_qconfig       # one scale per gate row: robust to rows of different ranges
+    with warnings.catch_warnings():                  # torch marks its quantized-tensor API as deprecated; nothing for our users to act on
+        warnings.filterwarnings('ignore', message='.*deprecated')
+        return DynamicQuantizedLSTM.from_float(lstm).eval()
+
 class WeightDropLSTM(nn.Module):
     "One unidirectional LSTM layer (batch first) with DropConnect of probability `weight_p` on its hidden-to-hidden weights."
     def __init__(self, n_in: int, n_out: int, weight_p: float = 0.):
@@ -95,6 +113,8 @@ class WeightDropLSTM(nn.Module):
         self.bias_ih = nn.Parameter(torch.empty(4 * n_out))
         self.bias_hh = nn.Parameter(torch.empty(4 * n_out))
         self.reset_parameters()
+        self.int8 = False              # run the int8 copy of the weights (inference only): see `AWDLSTM.set_int8`
+        self._int8 = None              # (the weights' versions, `int8_lstm`): a tuple, so neither a submodule nor in the state dict
 
     def reset_parameters(self):
         "Initialise every weight uniformly in ±1/√n_out, as `nn.LSTM` does."
@@ -106,8 +126,16 @@ class WeightDropLSTM(nn.Module):
         if not self.training or self.weight_p == 0: return self.weight_hh
         return F.dropout(self.weight_hh, self.weight_p, training=True)
 
+    def int8_module(self) -> nn.Module:
+        "Return the int8 copy of this layer (`int8_lstm`), rebuilt whenever the weights changed since it was made."
+        params = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        key = tuple((p.data_ptr(), p._version) for p in params)      # an in-place update (an optimizer step, `load_state_dict`) bumps _version
+        if self._int8 is None or self._int8[0] != key: self._int8 = (key, int8_lstm(*params))
+        return self._int8[1]
+
     def forward(self, x: Tensor, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         "Run `x` (bs, sl, n_in) from `hidden` = (h, c), each (1, bs, n_out): the output (bs, sl, n_out) and the new (h, c)."
+        if self.int8: return self._int8_forward(x, hidden)
         params = (self.weight_ih, self.effective_weight_hh(), self.bias_ih, self.bias_hh)
         if x.device.type == 'cpu' and torch.is_autocast_enabled('cpu') and not _cpu_lowp_lstm_ok():
             # torch would send a bf16/fp16 LSTM to oneDNN even on CPUs without those kernels (and fail): run it in fp32
@@ -116,7 +144,16 @@ class WeightDropLSTM(nn.Module):
         else: out, h, c = torch.lstm(x, hidden, params, True, 1, 0., self.training, False, True)
         return out, (h, c)
 
-    def extra_repr(self): return f'{self.n_in}, {self.n_out}, weight_p={self.weight_p}'
+    def _int8_forward(self, x: Tensor, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if self.training: raise FitlamError('WeightDropLSTM: an int8 layer cannot train (no DropConnect, no gradients); '
+                                            'call set_int8(False) on the encoder (learn.to_fp32()) first, or eval() to predict')
+        if torch.is_grad_enabled() and (x.requires_grad or hidden[0].requires_grad):
+            raise FitlamError('WeightDropLSTM: an int8 layer has no gradients; run it under torch.no_grad(), '
+                              'or call set_int8(False) on the encoder (learn.to_fp32()) first')
+        if x.device.type != 'cpu': raise FitlamError(f'WeightDropLSTM: int8 layers run on the CPU only; got an input on {x.device}')
+        return self.int8_module()(x.float(), (hidden[0].float(), hidden[1].float()))
+
+    def extra_repr(self): return f'{self.n_in}, {self.n_out}, weight_p={self.weight_p}' + (', int8' if self.int8 else '')
 
 # %% ../../nbs/20_models.awdlstm.ipynb #f0fa9653
 HiddenState = list[tuple[Tensor, Tensor]]   # per layer (h, c), each (1, bs, n_out)
@@ -174,6 +211,17 @@ class AWDLSTM(nn.Module):
     def reset(self):
         "Forget the carried hidden state: the next batch starts from zeros."
         self.hidden = None
+
+    @property
+    def int8(self) -> bool: return self.rnns[0].int8
+
+    def set_int8(self, int8: bool = True) -> AWDLSTM:
+        "Run the LSTMs with int8 weights (torch's dynamic quantization; CPU inference only), or, with False, with the float weights again."
+        for rnn in self.rnns:
+            if int8: rnn.int8_module()        # quantize now: errors show here, and the first prediction is not slower
+            else: rnn._int8 = None
+            rnn.int8 = int8
+        return self
 
 # %% ../../nbs/20_models.awdlstm.ipynb #bbfa1bbe
 class LanguageModel(nn.Module):
