@@ -14,7 +14,7 @@ import torch
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'SPECIAL_TOKENS', 'FitlamError', 'set_seed',
            'get_rng_states', 'set_rng_states', 'default_device', 'to_device', 'atomic_write', 'atomic_save', 'listify',
-           'num_threads']
+           'num_threads', 'trim_heap']
 
 # %% ../nbs/00_core.ipynb #d24ba969
 UNK   = 'xxunk'   # a word outside the vocab
@@ -104,3 +104,18 @@ def num_threads(n: int | None = None) -> int:
     n = n or int(os.environ.get('FITLAM_THREADS', 0))
     if n: torch.set_num_threads(n)
     return torch.get_num_threads()
+
+# %% ../nbs/00_core.ipynb #52de73c3
+_LIBC = None
+
+def trim_heap() -> bool:
+    "Return the C heap's free memory to the OS (glibc's `malloc_trim(0)`); False where there is no glibc (macOS, Windows, musl)."
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+            _LIBC = ctypes.CDLL('libc.so.6').malloc_trim
+        except (OSError, AttributeError): _LIBC = False
+    if not _LIBC: return False
+    _LIBC(0)
+    return True

@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_learner.ipynb #75e52b99
 from __future__ import annotations
-import copy, inspect, math
+import copy, inspect, math, time
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import FitlamError, atomic_save, default_device, get_rng_states, listify, set_rng_states, to_device
+from .core import FitlamError, atomic_save, default_device, get_rng_states, listify, set_rng_states, to_device, trim_heap
 from fitlam.callback import (
     Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException, CancelValidateException,
     set_hyper)
@@ -180,12 +180,14 @@ class Learner:
     def __init__(self, data, model: nn.Module, loss_func: Callable, opt_func: Callable = adam, lr=1e-3,
                  lr_factor: float | None = None, splitter: Callable | None = None, cbs=None, metrics=None,
                  wd: float = 0.01, wd_bn_bias: bool = False, train_bn: bool = True, path='.',
-                 model_dir='models', device=None, bf16: bool = False, progress: bool = True):
+                 model_dir='models', device=None, bf16: bool = False, progress: bool = True,
+                 trim_heap_s: float | None = 1.):
         if not (hasattr(data, 'train_dl') and hasattr(data, 'valid_dl')):
             raise FitlamError(f'data: expected an object with .train_dl and .valid_dl, got {type(data).__name__}')
         if not callable(loss_func): raise FitlamError(f'loss_func: expected a function (pred, yb) -> loss, got {loss_func!r}')
         self.data, self.loss_func, self.opt_func, self.wd, self.wd_bn_bias, self.train_bn = data, loss_func, opt_func, wd, wd_bn_bias, train_bn
         self.path, self.model_dir, self.bf16 = Path(path), Path(model_dir), bf16
+        self.trim_heap_s, self._trimmed = trim_heap_s, time.monotonic()
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.layer_groups = get_layer_groups(self.model, splitter)
@@ -309,6 +311,8 @@ class Learner:
         try: self._with_events(self._do_batch, 'batch', CancelBatchException)
         finally:
             if self.training: self.train_iter += 1     # also when a cancel of an outer level ends the batch
+            if self.trim_heap_s is not None and time.monotonic() - self._trimmed >= self.trim_heap_s:
+                trim_heap(); self._trimmed = time.monotonic()
 
     def _all_batches(self):
         for i, batch in enumerate(self.dl): self._one_batch(i, batch)

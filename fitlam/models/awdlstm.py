@@ -284,7 +284,10 @@ class _LMCrossEntropy(torch.autograd.Function):
         grad[torch.arange(n, device=grad.device), target] -= scale.to(grad.dtype)  # - onehot(y) / n
         return grad, None, None
 
-def lm_cross_entropy(pred: Tensor, yb: Tensor, block: int = 64) -> Tensor:
-    "Return the mean cross-entropy of logits `pred` (..., vocab) against ids `yb` (...), as `F.cross_entropy` but leaner in memory."
+def lm_cross_entropy(pred: Tensor, yb: Tensor, block: int | None = None) -> Tensor:
+    "Return the mean cross-entropy of logits `pred` (..., vocab) against ids `yb` (...), as `F.cross_entropy` but leaner in memory on the CPU."
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'lm_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
-    return _LMCrossEntropy.apply(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1), block)
+    pred, yb = pred.reshape(-1, pred.shape[-1]), yb.reshape(-1)
+    if block is None and pred.device.type != 'cpu':         # a GPU: one fused kernel beats hundreds of small per-block ones
+        return F.cross_entropy(pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred, yb)
+    return _LMCrossEntropy.apply(pred, yb, block or 64)
