@@ -6,10 +6,12 @@ no variable BPTT, so every side gets the same batch shapes), in fp32 and in bf16
 
 - fitlam: `language_model_learner(data, config, bf16=...)` on a `TextLMDataBunch` of a synthetic corpus (the
   generator of bench/lm_train.py: a word is followed by one of 4 words fixed by it 60% of the time, else a Zipf word),
-  trained by `fit_one_cycle` (AR/TAR, weight drop and all dropouts on, fused AdamW, the lean `lm_cross_entropy`);
+  trained by `fit_one_cycle` (AR/TAR, weight drop and all dropouts on, fused AdamW, `lm_cross_entropy`, which on a
+  GPU is `F.cross_entropy`);
 - cudnn-ref: embedding -> one `nn.LSTM` (cuDNN, flattened weights) per layer -> tied decoder, `F.cross_entropy`, fused
   AdamW; no dropout, weight drop or AR/TAR: the speed an LM of these sizes can reach on this GPU with stock PyTorch;
-- fitlam-torch-ce (`--ablate-loss`): the same learner with `F.cross_entropy` as its loss instead of `lm_cross_entropy`;
+- fitlam-lean-ce (`--ablate-loss`): the same learner with the CPU's lean loss forced, `lm_cross_entropy(block=64)`
+  (the default on a GPU before 2026-11-24: many small kernels per batch);
 - fastai (optional, `--fastai-path DIR` holding fastai 2.8 and fastcore 2; put before fitlam's own packages):
   `language_model_learner(dls, AWD_LSTM, config, pretrained=False)` over `LMDataLoader`s of the same token ids,
   `to_bf16()` for bf16; run in a subprocess (fastai needs fastcore 2, fitlam fastcore 1).
@@ -109,10 +111,10 @@ def build_data(a, n_needed: int):
     return data
 
 
-def torch_ce(pred, yb):
-    "`F.cross_entropy` over (..., vocab) logits: one fused kernel (the `--ablate-loss` row)."
-    import torch.nn.functional as F
-    return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
+def lean_ce(pred, yb):
+    "`lm_cross_entropy` forced onto its CPU path, 64 rows per block (the `--ablate-loss` row)."
+    from fitlam.models.awdlstm import lm_cross_entropy
+    return lm_cross_entropy(pred, yb, block=64)
 
 
 def run_fitlam(a, data, emb, hid, layers, bf16, loss_func=None) -> dict:
@@ -237,7 +239,7 @@ def main():
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--drop-mult', type=float, default=1.0)
     ap.add_argument('--seed', type=int, default=42)
-    ap.add_argument('--ablate-loss', action='store_true', help="also fitlam with F.cross_entropy instead of lm_cross_entropy")
+    ap.add_argument('--ablate-loss', action='store_true', help="also fitlam with lm_cross_entropy(block=64), the CPU's lean loss")
     ap.add_argument('--no-ref', action='store_true', help='skip the cudnn-ref rows')
     ap.add_argument('--fastai-path', default=None, help='a folder holding fastai 2.8 + fastcore 2 (pip install --target)')
     ap.add_argument('--timeout', type=float, default=600, help='seconds per fastai process')
@@ -264,7 +266,7 @@ def main():
         ids_path = OUT/'gpu_lm_ids.pt'
         torch.save(dict(train=stream(data.train_dl), valid=stream(data.valid_dl), itos=list(data.vocab.itos)), ids_path)
     sides = [('fitlam', run_fitlam)]
-    if a.ablate_loss: sides.append(('fitlam-torch-ce', lambda *args: run_fitlam(*args, loss_func=torch_ce)))
+    if a.ablate_loss: sides.append(('fitlam-lean-ce', lambda *args: run_fitlam(*args, loss_func=lean_ce)))
     if not a.no_ref: sides.append(('cudnn-ref', run_cudnn_ref))
     if a.fastai_path: sides.append(('fastai', lambda a, d, *cfg: run_fastai(a, ids_path, *cfg)))
     rows = []

@@ -23,8 +23,9 @@ The machines are shared and noisy (other work, 2 threads on 2 cores), so the spe
 **one process running both, batch by batch in turn** (the peer's python imports fitlam from this
 checkout; same torch 2.13.0): fitlam's batch runs after fastai's on even batches and before it on odd
 ones, so both see the same machine and neither always inherits the other's freed memory. Separate processes (the peer's own script, and fitlam alone) give the peak RSS of each side
-and a standalone speed. The same run measures the machine's fp32 matmul GFLOP/s and the fraction of
-it each side reaches (LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). Options: `--ablate-loss` also
+and a standalone speed. The same run measures the machine's fp32 GFLOP/s, as the best of a 2048^3
+`torch.matmul` (MKL) and one LSTM layer alone (oneDNN, which is ~1.8x faster than MKL on this AMD CPU),
+and the fraction of it each side reaches (LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). Options: `--ablate-loss` also
 interleaves fitlam with `F.cross_entropy`; `--malloc-tuned` repeats the interleaved run with glibc
 told to keep freed memory (no page faults on big buffers); `--bf16-batches` times fitlam under bf16
 autocast.
@@ -109,6 +110,18 @@ def matmul_gflops(threads: int, n: int = 2048, reps: int = 7) -> float:
     for _ in range(reps):
         t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
     return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+
+def lstm_gflops(threads: int, hid: int, bs: int, bptt: int, reps: int = 3) -> float:
+    "Best fp32 GFLOP/s of torch's LSTM kernel (oneDNN) alone: one hid -> hid layer, forward + backward over (bs, bptt)."
+    import torch
+    torch.set_num_threads(threads)
+    lstm, x = torch.nn.LSTM(hid, hid, batch_first=True), torch.randn(bs, bptt, hid, requires_grad=True)
+    ts = []
+    for i in range(reps + 1):
+        t = time.perf_counter(); lstm(x)[0].sum().backward()
+        if i: ts.append(time.perf_counter() - t)
+    return 3 * 2 * 4 * hid * 2 * hid * bs * bptt / min(ts) / 1e9
 
 
 def lm_flops_per_token(emb: int, hid: int, layers: int, vocab: int) -> float:
@@ -330,11 +343,12 @@ def main():
     a.corpus_path = OUT/f'lm_corpus_v2_{a.vocab}_{n_needed}_{a.seed}.txt'
     if not a.corpus_path.exists(): write_corpus(a.corpus_path, a.vocab - 10, n_needed + a.bs * a.bptt, a.seed)
     started, load0 = datetime.now(timezone.utc), loadavg()
-    results, gflops = {}, []
+    results, gflops, lstm_gf = {}, [], {}
     envs = [('default', None)] + ([('malloc-tuned', MALLOC_TUNED)] if a.malloc_tuned else [])
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     for cfg in a.configs:
         emb, hid, layers = map(int, cfg.split(','))
+        lstm_gf[cfg] = lstm_gflops(a.threads, hid, a.bs, a.bptt)
         for env_name, env in envs:
             inter = []
             for r in range(a.rounds if env is None else a.malloc_rounds):       # 1. both in one process, batch by batch in turn
@@ -360,9 +374,10 @@ def main():
         log(f'[bf16 {emb},{hid},{layers}] {res["tokens_per_s_from_median_batch"]} tok/s')
 
     gf = max(gflops)                      # the machine's fp32 matmul speed when nothing else runs: the best of this run's measurements
+    peak = max(gf, *lstm_gf.values())     # torch.matmul (MKL) is slower than oneDNN's LSTM kernels on this AMD CPU: the best of both
     meta = dict(date=started.strftime('%Y-%m-%d %H:%M UTC'), python=platform.python_version(), cpus=os.cpu_count(),
                 cpu=platform.processor() or platform.machine(), threads=a.threads, bs=a.bs, bptt=a.bptt, vocab=a.vocab,
-                batches=a.batches, warmup=a.warmup, rounds=a.rounds, lr=a.lr, matmul_gflops=gf, matmul_gflops_all=gflops,
+                batches=a.batches, warmup=a.warmup, rounds=a.rounds, lr=a.lr, matmul_gflops=gf, matmul_gflops_all=gflops, lstm_gflops=lstm_gf, peak_gflops=peak,
                 loadavg_start=load0, loadavg_end=loadavg(), command='python ' + ' '.join(sys.argv))
     OUT.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
@@ -370,15 +385,17 @@ def main():
     # 3. The markdown block for docs/benchmarks.md.
     print(f'\n`{meta["command"]}` ({meta["date"]}; {a.threads} threads; bs {a.bs}, bptt {a.bptt}, vocab {a.vocab}; '
           f'{a.batches} timed batches after {a.warmup} warm-up, {a.rounds} run(s) per row; '
-          f'fp32 matmul {gf:.0f} GFLOP/s (2048^3, best of {len(gflops)} in this run, median {statistics.median(gflops):.0f}); load average {load0[0]} -> {meta["loadavg_end"][0]})\n')
-    print('| model (emb/hid/layers) | allocator | fastai tok/s | fitlam tok/s | speed-up | % of matmul peak, fitlam (fastai) | '
+          f'fp32 matmul {gf:.0f} GFLOP/s (2048^3, best of {len(gflops)} in this run, median {statistics.median(gflops):.0f}); '
+          f'one LSTM layer alone, fwd + bwd: ' + ', '.join(f'hid {c.split(",")[1]}: {g:.0f}' for c, g in lstm_gf.items()) + ' GFLOP/s; '
+          f'best fp32 kernel {peak:.0f} GFLOP/s; load average {load0[0]} -> {meta["loadavg_end"][0]})\n')
+    print('| model (emb/hid/layers) | allocator | fastai tok/s | fitlam tok/s | speed-up | % of the best fp32 kernel, fitlam (fastai) | '
           'loss first -> last, fastai | fitlam | fitlam with F.cross_entropy | separate processes: fastai / fitlam tok/s, peak RSS |')
     print('|---|---|---|---|---|---|---|---|---|---|')
     for v in results.values():
         if 'summary' not in v: continue
         fa, fl, sep = v['summary']['fastai'], v['summary']['fitlam'], v['separate']
         flops = lm_flops_per_token(v['emb'], v['hid'], v['layers'], a.vocab)
-        pct = lambda t: 100 * t * flops / 1e9 / gf
+        pct = lambda t: 100 * t * flops / 1e9 / peak
         ab = v['summary'].get('fitlam-torch-ce')
         print(f'| {v["emb"]}/{v["hid"]}/{v["layers"]} | {v["env"]} | {fa["tokens_per_s"]:,.0f} | {fl["tokens_per_s"]:,.0f} | '
               f'**{fl["tokens_per_s"] / fa["tokens_per_s"]:.2f}x** | {pct(fl["tokens_per_s"]):.0f}% ({pct(fa["tokens_per_s"]):.0f}%) | '

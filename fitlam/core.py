@@ -115,7 +115,8 @@ def trim_heap() -> bool:
         try:
             import ctypes
             _LIBC = ctypes.CDLL('libc.so.6').malloc_trim
-        except (OSError, AttributeError): _LIBC = False
+            _LIBC.argtypes, _LIBC.restype = [ctypes.c_size_t], ctypes.c_int
+        except (ImportError, OSError, AttributeError): _LIBC = False
     if not _LIBC: return False
     _LIBC(0)
     return True

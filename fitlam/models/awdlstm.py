@@ -126,10 +126,14 @@ class WeightDropLSTM(nn.Module):
         if not self.training or self.weight_p == 0: return self.weight_hh
         return F.dropout(self.weight_hh, self.weight_p, training=True)
 
+    def _apply(self, fn, *args, **kwargs):
+        self._int8 = None              # `.to()`, `.float()`, ... swap the parameters' data without bumping their version
+        return super()._apply(fn, *args, **kwargs)
+
     def int8_module(self) -> nn.Module:
         "Return the int8 copy of this layer (`int8_lstm`), rebuilt whenever the weights changed since it was made."
         params = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        key = tuple((p.data_ptr(), p._version) for p in params)      # an in-place update (an optimizer step, `load_state_dict`) bumps _version
+        key = tuple((p.data_ptr(), p.dtype, p._version) for p in params)   # an in-place update (an optimizer step, `load_state_dict`) bumps _version
         if self._int8 is None or self._int8[0] != key: self._int8 = (key, int8_lstm(*params))
         return self._int8[1]
 
@@ -217,9 +221,10 @@ class AWDLSTM(nn.Module):
 
     def set_int8(self, int8: bool = True) -> AWDLSTM:
         "Run the LSTMs with int8 weights (torch's dynamic quantization; CPU inference only), or, with False, with the float weights again."
+        if int8:
+            for rnn in self.rnns: rnn.int8_module()     # quantize every layer first: errors show here, before any flag flips
         for rnn in self.rnns:
-            if int8: rnn.int8_module()        # quantize now: errors show here, and the first prediction is not slower
-            else: rnn._int8 = None
+            if not int8: rnn._int8 = None
             rnn.int8 = int8
         return self
 
@@ -287,7 +292,8 @@ class _LMCrossEntropy(torch.autograd.Function):
 def lm_cross_entropy(pred: Tensor, yb: Tensor, block: int | None = None) -> Tensor:
     "Return the mean cross-entropy of logits `pred` (..., vocab) against ids `yb` (...), as `F.cross_entropy` but leaner in memory on the CPU."
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'lm_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
+    if block is not None and not (isinstance(block, int) and block >= 1): raise FitlamError(f'lm_cross_entropy: block={block!r}; expected an integer >= 1 or None')
     pred, yb = pred.reshape(-1, pred.shape[-1]), yb.reshape(-1)
     if block is None and pred.device.type != 'cpu':         # a GPU: one fused kernel beats hundreds of small per-block ones
         return F.cross_entropy(pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred, yb)
-    return _LMCrossEntropy.apply(pred, yb, block or 64)
+    return _LMCrossEntropy.apply(pred, yb, 64 if block is None else block)
