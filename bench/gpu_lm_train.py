@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
-import argparse, gc, json, os, platform, random, statistics, subprocess, time
+import argparse, gc, json, os, platform, statistics, subprocess, time
 from datetime import datetime, timezone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,31 +38,12 @@ OUT = ROOT/'bench'/'out'
 
 
 def write_corpus(path: Path, n_words: int, n_tokens: int, seed: int):
-    "bench/lm_train.py's corpus: 'w0 w17 ...' lines, learnable, every word seen >= 3 times."
-    rng = random.Random(seed)
-    ranks = list(range(n_words)); rng.shuffle(ranks)
-    zipf = rng.choices(ranks, weights=[1 / (r + 1) ** 1.1 for r in range(n_words)], k=n_tokens)
-    P, Q = 7919, 1237
-    lines, n, zi = [], 0, 0
-    for _ in range(3):
-        words = list(range(n_words)); rng.shuffle(words)
-        for i in range(0, n_words, 100): lines.append(words[i:i + 100]); n += len(lines[-1]) + 1
-    while n < n_tokens:
-        w, line = rng.randrange(n_words), []
-        for _ in range(rng.randint(50, 150)):
-            line.append(w)
-            nxt = (w * P + rng.randrange(4) * Q) % n_words if rng.random() < 0.6 else zipf[zi % n_tokens]
-            zi += 1
-            w = nxt if nxt != w else (w + 1) % n_words
-        lines.append(line); n += len(line) + 1
-    rng.shuffle(lines)
-    names, i = [], 0
-    while len(names) < n_words:                      # no character 3 times in a row (the tokenizer would write xxrep)
-        s = f'w{i}'
-        if not any(s[j] == s[j + 1] == s[j + 2] for j in range(len(s) - 2)): names.append(s)
-        i += 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('\n'.join(' '.join(names[w] for w in l) for l in lines) + '\n')
+    "bench/lm_train.py's corpus generator (loaded from its file: bench/ is kept off sys.path)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('_bench_lm_train', Path(__file__).with_name('lm_train.py'))
+    lm_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lm_train)
+    lm_train.write_corpus(path, n_words, n_tokens, seed)
 
 
 class Timing:
