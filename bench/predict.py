@@ -153,16 +153,22 @@ def worker_fitlam(spec: dict) -> dict:
     texts = read_texts(spec['valid_csv'], spec['n_docs'])
     singles = [texts[i] for i in spec['single_idx']]
     bs = spec['bs']
-    learn.predict(singles[0]); learn.predict_proba([short(t) for t in texts[:bs]], bs=bs)                 # warm-up, untimed
-    probs, batch_s = timed(lambda: learn.predict_proba(texts, bs=bs))
+
+    def measure(probs_path: str, single_path: str) -> tuple[float, list, list]:
+        "Warm up, then time the batch, each single review and each short text; save the probabilities."
+        learn.predict(singles[0]); learn.predict_proba([short(t) for t in texts[:bs]], bs=bs)             # warm-up, untimed
+        probs, batch_s = timed(lambda: learn.predict_proba(texts, bs=bs))
+        single, single_probs, short_t = [], [], []
+        for t in singles:
+            pred, dt = timed(lambda: learn.predict(t)); single.append(dt); single_probs.append(pred.probs.float().numpy())
+        for t in singles:
+            _, dt = timed(lambda: learn.predict(short(t))); short_t.append(dt)
+        np.save(probs_path, probs.float().numpy()); np.save(single_path, np.stack(single_probs))
+        return batch_s, single, short_t
+
+    batch_s, single, short_t = measure(spec['probs'], spec['single_probs'])
     # what predict_proba does first (ClassifierLearner._loader): tokenize, numericalize, sort into batches
     loader, tok_s = timed(lambda: texts_to_loader(texts, learn.tokenizer, learn.vocab, bs=bs, backwards=learn.backwards, n_workers=2))
-    single, single_probs, short_t = [], [], []
-    for t in singles:
-        pred, dt = timed(lambda: learn.predict(t)); single.append(dt); single_probs.append(pred.probs.float().numpy())
-    for t in singles:
-        _, dt = timed(lambda: learn.predict(short(t))); short_t.append(dt)
-    np.save(spec['probs'], probs.float().numpy()); np.save(spec['single_probs'], np.stack(single_probs))
     np.save(spec['lengths'], np.asarray(loader.lengths))
     res = dict(version=fitlam.__version__, torch=torch.__version__, threads=torch.get_num_threads(), classes=list(learn.classes),
                vocab=len(vocab), n_params=sum(p.numel() for p in learn.model.parameters()), batch_s=batch_s, tokenize_s=tok_s,
@@ -171,15 +177,7 @@ def worker_fitlam(spec: dict) -> dict:
     # (`to_int8`, what load_learner(path, int8=True) does)
     for v in spec.get('variants', []):
         _, res[f'{v}_convert_s'] = timed(lambda: setattr(learn, 'bf16', True) if v == 'bf16' else learn.to_fp32().to_int8())
-        learn.predict(singles[0]); learn.predict_proba([short(t) for t in texts[:bs]], bs=bs)             # warm-up, untimed
-        vprobs, res[f'{v}_batch_s'] = timed(lambda: learn.predict_proba(texts, bs=bs))
-        vsingle, vsingle_probs, vshort = [], [], []
-        for t in singles:
-            pred, dt = timed(lambda: learn.predict(t)); vsingle.append(dt); vsingle_probs.append(pred.probs.float().numpy())
-        for t in singles:
-            _, dt = timed(lambda: learn.predict(short(t))); vshort.append(dt)
-        res.update({f'{v}_single_s': vsingle, f'{v}_short_s': vshort})
-        np.save(spec[f'{v}_probs'], vprobs.float().numpy()); np.save(spec[f'{v}_single_probs'], np.stack(vsingle_probs))
+        res[f'{v}_batch_s'], res[f'{v}_single_s'], res[f'{v}_short_s'] = measure(spec[f'{v}_probs'], spec[f'{v}_single_probs'])
     return res
 
 
