@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_distributed.ipynb #b4142b3e
 from __future__ import annotations
-import atexit, inspect, os, socket, sys, tempfile, zlib
+import inspect, os, socket, sys, tempfile, zlib
 from datetime import timedelta
 from contextlib import ExitStack, contextmanager, redirect_stdout
 from pathlib import Path
@@ -66,7 +66,6 @@ def init_distributed(backend: str | None = None, timeout: float | None = None) -
                               'start at most one process per GPU (torchrun --nproc_per_node)')
         torch.cuda.set_device(local_rank())          # `torch.device('cuda')` now means this rank's GPU
     dist.init_process_group(backend, **({} if timeout is None else {'timeout': timedelta(seconds=timeout)}))
-    atexit.register(teardown_distributed)        # a script that never leaves the group would die in gloo's destructor at exit
     return dist.get_backend()
 
 def teardown_distributed():
