@@ -63,7 +63,7 @@ AWD_LSTM_CONFIGS = {'fastai_lm': FASTAI_LM_CONFIG, 'fastai_clas': FASTAI_CLAS_CO
 # %% ../../nbs/20_models.awdlstm.ipynb #df180c29
 def dropout_mask(x: Tensor, size: tuple, p: float) -> Tensor:
     "Return a mask of `size` (`x`'s dtype and device): 0 with probability `p`, else `1/(1-p)`."
-    return x.new_empty(size).bernoulli_(1 - p).div_(1 - p)
+    return torch.empty(size, device=x.device).uniform_().ge_(p).div_(1 - p).to(x.dtype)   # ~5x faster than bernoulli_ on a CPU
 
 class RNNDropout(nn.Module):
     "Locked dropout on `(bs, sl, n)` inputs: one mask per sequence and feature, shared along the time axis."
@@ -124,7 +124,7 @@ class WeightDropLSTM(nn.Module):
     def effective_weight_hh(self) -> Tensor:
         "Return the hidden-to-hidden matrix for one forward pass: `weight_hh` with DropConnect in training."
         if not self.training or self.weight_p == 0: return self.weight_hh
-        return F.dropout(self.weight_hh, self.weight_p, training=True)
+        return self.weight_hh * dropout_mask(self.weight_hh, self.weight_hh.shape, self.weight_p)
 
     def _apply(self, fn, *args, **kwargs):
         self._int8 = None              # `.to()`, `.float()`, ... swap the parameters' data without bumping their version
@@ -238,6 +238,12 @@ def _onednn_ok(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
             and (bias is None or bias.dtype == torch.float32) and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
 
+def _weight_grad(grad: Tensor, x: Tensor, block: int = 1024) -> Tensor:
+    "G^T H for G (n, out), H (n, in): blocks of `block` output rows, each a transposed copy of G's columns (it stays in cache) fed to oneDNN."
+    xt, gw = x.t().contiguous(), grad.new_empty(grad.shape[1], x.shape[1])
+    for s in range(0, grad.shape[1], block): gw[s:s + block] = _onednn_linear(grad[:, s:s + block].t().contiguous(), xt, None, 'none', [], '')
+    return gw
+
 class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -250,13 +256,13 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
         gx = _onednn_linear(grad, weight.t().contiguous(), None, 'none', [], '') if ctx.needs_input_grad[0] else None  # G E
-        gw = grad.t().mm(x) if ctx.needs_input_grad[1] else None                                                       # G^T H
+        gw = _weight_grad(grad, x) if ctx.needs_input_grad[1] else None                                                # G^T H
         gb = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 def decoder_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     "`F.linear(x, weight, bias)`, its forward and input-gradient products on oneDNN for fp32 CPU tensors (~1.9x MKL's speed on AMD CPUs)."
-    if not _onednn_ok(x, weight, bias): return F.linear(x, weight, bias)
+    if not _onednn_ok(x, weight, bias) or x.numel() == 0: return F.linear(x, weight, bias)
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     return _OneDNNLinear.apply(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
@@ -317,7 +323,7 @@ class _LMCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for s in range(0, n, ctx.block):                           # softmax(z) / n, block by block
             g = grad[s:s + ctx.block]
-            g.copy_(logits[s:s + ctx.block]).sub_(lse[s:s + ctx.block, None].to(g.dtype)).exp_().mul_(scale.to(g.dtype))
+            torch.sub(logits[s:s + ctx.block], lse[s:s + ctx.block, None].to(g.dtype), out=g).exp_().mul_(scale.to(g.dtype))
         grad[torch.arange(n, device=grad.device), target] -= scale.to(grad.dtype)  # - onehot(y) / n
         return grad, None, None
 
