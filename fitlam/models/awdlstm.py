@@ -63,7 +63,7 @@ AWD_LSTM_CONFIGS = {'fastai_lm': FASTAI_LM_CONFIG, 'fastai_clas': FASTAI_CLAS_CO
 # %% ../../nbs/20_models.awdlstm.ipynb #df180c29
 def dropout_mask(x: Tensor, size: tuple, p: float) -> Tensor:
     "Return a mask of `size` (`x`'s dtype and device): 0 with probability `p`, else `1/(1-p)`."
-    return torch.empty(size, device=x.device).uniform_().ge_(p).div_(1 - p).to(x.dtype)   # ~5x faster than bernoulli_ on a CPU
+    return torch.empty(size, device=x.device, dtype=torch.float32).uniform_().ge_(p).to(x.dtype).div_(1 - p)   # ~5x faster than bernoulli_ on a CPU
 
 class RNNDropout(nn.Module):
     "Locked dropout on `(bs, sl, n)` inputs: one mask per sequence and feature, shared along the time axis."
@@ -107,6 +107,7 @@ class WeightDropLSTM(nn.Module):
     "One unidirectional LSTM layer (batch first) with DropConnect of probability `weight_p` on its hidden-to-hidden weights."
     def __init__(self, n_in: int, n_out: int, weight_p: float = 0.):
         super().__init__()
+        if not 0 <= weight_p < 1: raise FitlamError(f'WeightDropLSTM: weight_p={weight_p!r}, expected a probability in [0, 1)')
         self.n_in, self.n_out, self.weight_p = n_in, n_out, weight_p
         self.weight_ih = nn.Parameter(torch.empty(4 * n_out, n_in))
         self.weight_hh = nn.Parameter(torch.empty(4 * n_out, n_out))
@@ -124,6 +125,7 @@ class WeightDropLSTM(nn.Module):
     def effective_weight_hh(self) -> Tensor:
         "Return the hidden-to-hidden matrix for one forward pass: `weight_hh` with DropConnect in training."
         if not self.training or self.weight_p == 0: return self.weight_hh
+        if self.weight_hh.device.type != 'cpu': return F.dropout(self.weight_hh, self.weight_p, training=True)   # one fused kernel
         return self.weight_hh * dropout_mask(self.weight_hh, self.weight_hh.shape, self.weight_p)
 
     def _apply(self, fn, *args, **kwargs):
@@ -233,10 +235,11 @@ try: _onednn_linear = torch.ops.mkldnn._linear_pointwise
 except (AttributeError, RuntimeError): _onednn_linear = None      # PyTorch built without oneDNN
 
 def _onednn_ok(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    "Whether `x @ weight.T + bias` can run in oneDNN: fp32 CPU tensors, oneDNN built and enabled, no autocast."
+    "Whether `x @ weight.T + bias` can run in oneDNN: non-empty fp32 CPU tensors, oneDNN built and enabled, no autocast or tracing."
     return (_onednn_linear is not None and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
-            and (bias is None or bias.dtype == torch.float32) and torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
+            and x.numel() > 0 and weight.numel() > 0 and (bias is None or (bias.dtype == torch.float32 and bias.shape == weight.shape[:1]))
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu')
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting())
 
 def _weight_grad(grad: Tensor, x: Tensor, block: int = 1024) -> Tensor:
     "G^T H for G (n, out), H (n, in): blocks of `block` output rows, each a transposed copy of G's columns (it stays in cache) fed to oneDNN."
@@ -252,6 +255,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return _onednn_linear(x, weight, bias, 'none', [], '')
 
     @staticmethod
+    @torch.autograd.function.once_differentiable        # no double backward through oneDNN: an error, not zeros
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
@@ -262,7 +266,7 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def decoder_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     "`F.linear(x, weight, bias)`, its forward and input-gradient products on oneDNN for fp32 CPU tensors (~1.9x MKL's speed on AMD CPUs)."
-    if not _onednn_ok(x, weight, bias) or x.numel() == 0: return F.linear(x, weight, bias)
+    if not _onednn_ok(x, weight, bias): return F.linear(x, weight, bias)
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     return _OneDNNLinear.apply(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
@@ -286,7 +290,14 @@ class LanguageModel(nn.Module):
         raw = self.encoder(xb)                                  # (bs, sl, emb_sz)
         dropped = self.output_dp(raw)
         self.last_rnn_outputs = (raw, dropped) if self.training else None
+        if not self._plain_decoder(): return self.decoder(dropped)
         return decoder_linear(dropped, self.decoder.weight, self.decoder.bias)   # (bs, sl, vocab_sz): `self.decoder(dropped)`, faster
+
+    def _plain_decoder(self) -> bool:
+        "Whether `self.decoder` is a plain `nn.Linear` without hooks (not quantized, pruned or observed): then `decoder_linear` may stand in for it."
+        d = nn.modules.module
+        return (type(self.decoder) is nn.Linear and not (self.decoder._forward_hooks or self.decoder._forward_pre_hooks)
+                and not (d._global_forward_hooks or d._global_forward_pre_hooks))
 
     def reset(self):
         "Forget the hidden state carried across batches."
