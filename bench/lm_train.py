@@ -7,8 +7,8 @@ bptt 70, two sides train on the same token stream:
 - fastai: `language_model_learner(dls, AWD_LSTM, config, pretrained=False).fit_one_cycle(1, lr)` over
   an `LMDataLoader`, as ../shared/peer/peer_lm_bench.py builds it (run with the peer's python);
 - fitlam: as users run it, `language_model_learner(data, config).fit_one_cycle(1, lr, moms=(0.8, 0.7, 0.8))`
-  over a `TextLMDataBunch` of the same stream (fixed bptt, like fastai's loader): its lean
-  `lm_cross_entropy` (or `F.cross_entropy` with `--loss torch`), AR/TAR (alpha 2, beta 1), fused AdamW
+  over a `TextLMDataBunch` of the same stream (fixed bptt, like fastai's loader): its tied decoder on oneDNN
+  (`decoder_linear`), its lean `lm_cross_entropy` (or `F.cross_entropy` with `--loss torch`), AR/TAR (alpha 2, beta 1), fused AdamW
   (eps 1e-5, decoupled wd 0.01, none on biases) and the same one-cycle schedule as fastai's (lr from
   lr/25 to lr over 25% of the batches then down to lr/1e5, momentum 0.8 -> 0.7 -> 0.8). The fit runs
   in a thread that trains one batch per request, so both learners can take turns in one process.
