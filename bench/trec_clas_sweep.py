@@ -1,0 +1,30 @@
+"""TREC-6 validation error of classifiers trained with several settings on one fine-tuned encoder (a diagnostic: it tunes on valid only).
+
+    FITLAM_DATA=../shared/data python bench/trec_clas_sweep.py ~/.fitlam/tutorials/trec6/quick/encoder.pth '[{}, {"seed": 1}, {"drop_mult": 1.0}]'
+
+The encoder is the one `nbs/tutorial_trec6.ipynb` saves; each setting overrides the quick preset's classifier
+(drop_mult 0.5, 2 epochs per unfreezing stage, 12 final epochs, LR 1e-2, bs 64, seed 42). Prints one line per setting.
+"""
+import sys
+from pathlib import Path
+if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
+import time, json, torch
+from fitlam.core import set_seed
+from fitlam.download import get_dataset
+from fitlam.data import TextClasDataBunch
+from fitlam.models.pretrained import read_checkpoint
+from fitlam.text_learner import text_classifier_learner
+from fitlam.vocab import Vocab
+torch.set_num_threads(2)
+enc = Path(sys.argv[1]); vocab = Vocab(read_checkpoint(enc)['itos'])
+s = get_dataset('trec6'); train, valid = s['train'], s['valid']
+for g in json.loads(sys.argv[2]):
+    c = {'drop_mult': 0.5, 'epochs': 2, 'final': 12, 'lr': 1e-2, 'seed': 42, 'bs': 64, **g}
+    t = time.time(); set_seed(c['seed'])
+    data = TextClasDataBunch.from_df(train, valid_df=valid, vocab=vocab, bs=c['bs'], seed=c['seed'], progress=False)
+    learn = text_classifier_learner(data, encoder=enc, drop_mult=c['drop_mult'], bptt=70, path='/tmp/trec_sweep', progress=False)
+    h = learn.fine_tune(c['epochs'], final_epochs=c['final'], lr=c['lr'], verbose=False)
+    probs, targs = learn.get_preds()
+    err = float((probs.argmax(1) != targs).float().mean())
+    print(c, f'valid error {100*err:.2f}%  min over epochs {100*(1-h.accuracy.max()):.2f}%  {time.time()-t:.0f}s', flush=True)
