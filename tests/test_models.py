@@ -128,7 +128,7 @@ def test_ulmfit_transfer_on_synthetic_corpus(tmp_path):
     assert max(len(d) for d in ids) > 32                        # some documents are cut to their last max_len tokens
     train, valid = list(range(350)), list(range(350, 450))
     opt = torch.optim.Adam(clas.parameters(), lr=5e-3)
-    for epoch in range(6):
+    for epoch in range(12):                                     # 6 epochs: 0.64-0.85 over seeds 0-9 (threshold 0.75); 12: 0.83-0.93
         random.Random(epoch).shuffle(train)
         clas.train()
         for s in range(0, len(train), 25):
