@@ -125,7 +125,6 @@ class WeightDropLSTM(nn.Module):
     def effective_weight_hh(self) -> Tensor:
         "Return the hidden-to-hidden matrix for one forward pass: `weight_hh` with DropConnect in training."
         if not self.training or self.weight_p == 0: return self.weight_hh
-        if self.weight_hh.device.type != 'cpu': return F.dropout(self.weight_hh, self.weight_p, training=True)   # one fused kernel
         return self.weight_hh * dropout_mask(self.weight_hh, self.weight_hh.shape, self.weight_p)
 
     def _apply(self, fn, *args, **kwargs):
