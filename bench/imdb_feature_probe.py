@@ -25,14 +25,16 @@ train, valid = s['train'], s['valid']
 def balanced(df, n, seed):
     return pd.concat([df[df.label == l].sample(n // 2, random_state=seed) for l in sorted(df.label.unique())]).sort_index()
 val = pd.concat([g.sample(500, random_state=0) for _, g in valid.groupby('label')])
-def features(enc, texts):
-    "The concat-pooled encoder features (n, 3 * emb_sz) of `texts`, in order: a classifier whose head is the identity."
-    tmp = pd.DataFrame({'text': texts[:40], 'label': ['neg', 'pos'] * 20})     # a data bunch only to build the learner
+def feature_learner(enc):
+    "A classifier on encoder `enc` whose head is the identity: its predictions are the concat-pooled features (n, 3 * emb_sz)."
+    tmp = pd.DataFrame({'text': val.text.tolist()[:40], 'label': ['neg', 'pos'] * 20})     # a data bunch only to build the learner
     data = TextClasDataBunch.from_df(tmp, valid_df=tmp, vocab=Vocab(read_checkpoint(enc)['itos']), bs=32, progress=False)
     learn = text_classifier_learner(data, encoder=enc, progress=False)
     learn.model.head = torch.nn.Identity()
-    probs, _ = learn.get_preds(dl=learn._loader(list(texts), 32), reorder=True, activation=lambda x: x)
-    return probs
+    return learn
+def features(learn, texts):
+    "The features of `texts`, in their order."
+    return learn.get_preds(dl=learn._loader(list(texts), 32), reorder=True, activation=lambda x: x)[0]
 def logreg(Xtr, ytr, Xva, yva, lam):
     "Validation error of an L2 (weight `lam`) logistic regression fitted on standardised training features."
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
@@ -44,10 +46,10 @@ def logreg(Xtr, ytr, Xva, yva, lam):
     opt.step(closure)
     return float(((Xva @ w + b > 0).float() != yva).float().mean())
 for name in ['encoder_general.pth', 'encoder_imdb.pth']:
-    t = time.time()
-    Fva = features(W/name, val.text.tolist()); yva = torch.tensor((val.label == 'pos').values, dtype=torch.float)
+    t, learn = time.time(), feature_learner(W/name)
+    Fva = features(learn, val.text.tolist()); yva = torch.tensor((val.label == 'pos').values, dtype=torch.float)
     for n in [100, 1000]:
         tr = balanced(train, n, 42)
-        Ftr = features(W/name, tr.text.tolist()); ytr = torch.tensor((tr.label == 'pos').values, dtype=torch.float)
+        Ftr = features(learn, tr.text.tolist()); ytr = torch.tensor((tr.label == 'pos').values, dtype=torch.float)
         errs = {lam: round(100 * logreg(Ftr, ytr, Fva, yva, lam), 1) for lam in [1e-3, 1e-2, 1e-1, 1.]}
         print(name, n, 'logreg valid err % by L2:', errs, f'{time.time()-t:.0f}s', flush=True)
