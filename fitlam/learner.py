@@ -175,6 +175,16 @@ def _cat(tensors: list[torch.Tensor], what: str) -> torch.Tensor | None:
     return torch.cat(tensors)
 
 # %% ../nbs/33_learner.ipynb #c13fabef
+def _epoch_iters(dl, n_epoch: int) -> list[int]:
+    "The number of batches `dl` gives in each of the epochs `0..n_epoch-1` (`set_epoch` may change it)."
+    if not hasattr(dl, 'set_epoch'): return [len(dl)] * n_epoch
+    current, out = getattr(dl, 'epoch', 0), []
+    try:
+        for e in range(n_epoch): dl.set_epoch(e); out.append(len(dl))
+    finally: dl.set_epoch(current)
+    return out
+
+# %% ../nbs/33_learner.ipynb #63f89d11
 class Learner:
     "Train `model` on `data` (with `.train_dl`, `.valid_dl`) to minimise `loss_func(pred, yb)`, calling callbacks at each event."
     def __init__(self, data, model: nn.Module, loss_func: Callable, opt_func: Callable = adam, lr=1e-3,
@@ -199,6 +209,7 @@ class Learner:
         self.frozen_idx, self.opt = 0, None
         self.create_opt()
         self.training, self.epoch, self.n_epoch, self.train_iter, self.total_iter, self.pct_train = False, 0, 0, 0, 1, 0.
+        self.epoch_iters: list[int] = []
         self.dl = self.xb = self.yb = self.pred = self.loss = self.loss_grad = self.smooth_loss = None
 
     # -- optimizer, learning rates, freezing ------------------------------------------------------
@@ -356,7 +367,8 @@ class Learner:
         with self.added_cbs(cbs):
             try:
                 self.n_epoch, self.start_epoch, self.epoch, self.train_iter = n_epoch, 0, 0, 0
-                self.total_iter = max(1, n_epoch * len(self.data.train_dl))
+                self.epoch_iters = _epoch_iters(self.data.train_dl, n_epoch)
+                self.total_iter = max(1, sum(self.epoch_iters))
                 self._checkpoint, self._resume = checkpoint, resume
                 set_hyper(self.opt, 'lr', self.lrs)
                 set_hyper(self.opt, 'wd', self.wd if wd is None else wd)
@@ -479,7 +491,7 @@ class Learner:
     def save_checkpoint(self, path) -> Path:
         "Write a training checkpoint (weights, optimizer, epoch, schedule position, RNGs, callback states) to `path`, atomically."
         state = dict(format='fitlam.checkpoint', version=1, model=self.model.state_dict(), opt=self.opt.state_dict(),
-                     epoch=self.epoch, n_epoch=self.n_epoch, n_iter=len(self.data.train_dl), train_iter=self.train_iter,
+                     epoch=self.epoch, n_epoch=self.n_epoch, n_iters=list(self.epoch_iters), train_iter=self.train_iter,
                      frozen_idx=self.frozen_idx, lrs=list(self.lrs), rng=_rng_to_plain(get_rng_states()),
                      cbs={key: state for key, cb in self._cb_keys() if (state := cb.state_dict()) is not None})
         atomic_save(state, path)
@@ -487,9 +499,13 @@ class Learner:
 
     def _restore_checkpoint(self, path):
         ck = load_file(path, kinds=('fitlam.checkpoint',))
-        if (ck['n_epoch'], ck['n_iter']) != (self.n_epoch, len(self.data.train_dl)):
-            raise FitlamError(f"{path}: a checkpoint of a {ck['n_epoch']}-epoch fit of {ck['n_iter']} batches per epoch; "
-                              f"this fit has {self.n_epoch} epochs of {len(self.data.train_dl)}")
+        ours = list(self.epoch_iters)
+        if 'n_iters' in ck: same, theirs = ck['n_iters'] == ours, ck['n_iters']
+        else:   # written before 2026-11-25: the batch count of the epoch it was written in
+            same, theirs = ck['n_epoch'] == self.n_epoch and ck['n_iter'] == ours[min(ck['epoch'], len(ours) - 1)], ck['n_iter']
+        if not same:
+            raise FitlamError(f"{path}: a checkpoint of a {ck['n_epoch']}-epoch fit of {theirs} batches per epoch; "
+                              f"this fit has {self.n_epoch} epochs of {ours}")
         self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['opt'])
         self.freeze_to(ck['frozen_idx'])
         self.start_epoch, self.train_iter = ck['epoch'] + 1, ck['train_iter']

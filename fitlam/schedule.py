@@ -53,6 +53,7 @@ def stlr_curve(cut_frac: float = 0.1, ratio: float = 32.) -> Callable[[float], f
     if not 0 < cut_frac < 1: raise FitlamError(f'cut_frac={cut_frac}: must be between 0 and 1')
     if ratio < 1: raise FitlamError(f'ratio={ratio}: must be at least 1')
     def curve(pos):
+        pos = min(max(pos, 0.), 1.)
         p = pos / cut_frac if pos < cut_frac else 1 - (pos - cut_frac) / (1 - cut_frac)    # ULMFiT eq. 3
         return (1 + p * (ratio - 1)) / ratio
     return curve
@@ -78,7 +79,8 @@ class ParamScheduler(Callback):
     def __init__(self, scheds: dict[str, Callable]): self.scheds = scheds
     def before_batch(self):
         if not self.learn.training: return
-        for name, f in self.scheds.items(): set_hyper(self.learn.opt, name, f(self.learn.pct_train))
+        pos = min(max(self.learn.pct_train, 0.), 1.)
+        for name, f in self.scheds.items(): set_hyper(self.learn.opt, name, f(pos))
 
 # %% ../nbs/32_schedule.ipynb #cdc40622
 class GradualUnfreezing(Callback):
