@@ -439,8 +439,8 @@ class Learner:
             return dict(self.recorder.last_valid)
         finally: self._end_cleanup()
 
-    def get_preds(self, dl=None, with_loss: bool = False, activation: Callable | None = None, reorder: bool = False):
-        "Return `(preds, targs)` (and per-item losses) over `dl` (default: validation), in the loader's order (dataset order with `reorder`)."
+    def get_preds(self, dl=None, with_loss: bool = False, activation: Callable | None = None, reorder: bool = True):
+        "Return `(preds, targs)` (and per-item losses) over `dl` (default: validation), in dataset order (`reorder=False`: the loader's)."
         gather = GatherPreds(with_loss)
         quiet = [self.recorder, *[cb for cb in self.cbs if isinstance(cb, ProgressCallback)]]
         with self.removed_cbs(quiet), self.added_cbs(gather):
@@ -449,8 +449,12 @@ class Learner:
         act = activation if activation is not None else default_activation(self.loss_func)
         preds, targs, losses = act(_cat(gather.preds, 'predictions')), _cat(gather.targs, 'targets'), _cat(gather.losses, 'losses')
         dl = self.data.valid_dl if dl is None else dl
-        if reorder and hasattr(dl, 'order'):
-            order = torch.as_tensor(np.asarray(dl.order), dtype=torch.long)
+        order = getattr(dl, 'order', None) if reorder else None
+        if order is not None and not callable(order):     # a loader that iterates its items in `dl.order` (an LM stream has none)
+            order = torch.as_tensor(np.asarray(order), dtype=torch.long)
+            if len(order) != len(preds):
+                raise FitlamError(f'get_preds: the loader gave {len(preds)} predictions for the {len(order)} items of its order '
+                                  '(it drops a last partial batch?): they cannot be put back in dataset order; pass reorder=False')
             def put(t):
                 if t is None: return None
                 out = torch.empty_like(t); out[order] = t; return out    # preds_in_input_order[dl.order] = preds_in_loader_order

@@ -250,7 +250,7 @@ class ClassifierLearner(TextLearner):
         probs, _ = self.get_preds(dl=dl, reorder=True)
         return probs
 
-    def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = False, bs: int | None = None):
+    def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = True, bs: int | None = None):
         "As `Learner.get_preds`; `dl` may also be a DataFrame (or CSV path) with the text (and label) columns, or a list of texts: then results come in the input order."
         if isinstance(dl, (pd.DataFrame, str, Path)) and hasattr(self.data, 'test_dl'):
             has_labels = isinstance(dl, pd.DataFrame) and all(c in dl.columns for c in self.data.label_cols)
