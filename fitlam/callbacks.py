@@ -31,9 +31,16 @@ class RNNRegularizer(Callback):
         outputs = self.learn.model.last_rnn_outputs
         if outputs is None: raise FitlamError('RNNRegularizer: model.last_rnn_outputs is None after a forward pass in training mode')
         raw, dropped = outputs                                                  # (bs, sl, n_hid) each
-        reg = self.alpha * dropped.float().pow(2).mean()                        # AR
-        if raw.shape[1] > 1: reg = reg + self.beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()   # TAR
+        mask = getattr(self.learn.model, 'last_rnn_mask', None)                 # (bs, sl) real tokens, or None: all are
+        reg = self.alpha * _masked_mean(dropped.float().pow(2), mask)           # AR
+        if raw.shape[1] > 1:                                                    # TAR
+            reg = reg + self.beta * _masked_mean((raw[:, 1:] - raw[:, :-1]).float().pow(2), None if mask is None else mask[:, 1:] & mask[:, :-1])
         self.learn.loss_grad = self.learn.loss_grad + reg
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    "The mean of `x` (bs, sl, n) over the positions where `mask` (bs, sl) is True (all of them without a mask)."
+    if mask is None: return x.mean()
+    return (x * mask.unsqueeze(2)).sum() / (mask.sum() * x.size(2)).clamp_min(1)
 
 # %% ../nbs/34_callbacks.ipynb #78465999
 class GradientClip(Callback):

@@ -126,10 +126,16 @@ class TextClassifier(nn.Module):
         if self._last_rnn_outputs is None:
             chunks, order, bs = self._kept
             outs = [torch.cat([o * k.unsqueeze(2), o.new_zeros(bs - o.size(0), *o.shape[1:])]) for o, k in chunks]
+            mask = torch.cat([torch.cat([k, k.new_zeros(bs - k.size(0), k.size(1))]) for _, k in chunks], 1)
             out = torch.cat(outs, 1)
-            if order is not None: out = out[order.argsort()]
-            self._last_rnn_outputs = (out, out)
+            if order is not None: out, mask = out[order.argsort()], mask[order.argsort()]
+            self._last_rnn_outputs, self._last_rnn_mask = (out, out), mask
         return self._last_rnn_outputs
+
+    @property
+    def last_rnn_mask(self) -> Tensor | None:
+        "Which positions of `last_rnn_outputs` are real, kept tokens (bs, L) (True), not padding nor before a row's kept span."
+        return None if self.last_rnn_outputs is None else self._last_rnn_mask
 
     def reset(self):
         "Forget the outputs of the last forward pass (each batch starts from a zero state anyway)."
