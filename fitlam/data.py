@@ -230,6 +230,18 @@ def _check_cols(df: pd.DataFrame, cols: Sequence[str], what: str, name: str = 'D
     missing = [c for c in cols if c not in df.columns]
     if missing: raise FitlamError(f"{name}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} missing; found {list(df.columns)}")
 
+_TRUE, _FALSE = {True, 1, 'true', 'True', 'TRUE', '1', 'yes'}, {False, 0, 'false', 'False', 'FALSE', '0', 'no'}
+
+def _valid_idx(df: pd.DataFrame, col: str, name: str) -> np.ndarray:
+    "The rows of `df` whose `col` marks them as validation rows: booleans, 0/1, or the strings true/false, 1/0, yes/no."
+    _check_cols(df, [col], 'valid', name)
+    values = df[col].tolist()
+    bad = np.array([not (isinstance(v, (bool, np.bool_, int, np.integer, float, str)) and (v in _TRUE or v in _FALSE)) for v in values])
+    if bad.any():
+        raise FitlamError(f"{name}: valid column '{col}' must hold True/False (or 1/0); rows {_bad_rows(bad)} hold "
+                          f"{sorted({repr(v) for v, b in zip(values, bad) if b})[:5]}")
+    return np.flatnonzero([v in _TRUE for v in values])
+
 def _df_texts(df: pd.DataFrame, text_cols: list[str], mark_fields: bool | None, name: str) -> TextList:
     "The documents of a DataFrame's text column(s) (several columns joined with `xxfld i` marks)."
     _check_cols(df, text_cols, 'text', name)
@@ -316,8 +328,7 @@ class TextLMDataBunch(_Bunch):
         "Build from the text column(s) of `df`; validation from `valid_df`, a boolean `valid_col`, or `valid_pct`."
         cols = _listify_cols(text_col)
         if valid_col is not None:
-            _check_cols(df, [valid_col], 'valid')
-            kwargs['valid_idx'] = np.flatnonzero(df[valid_col].astype(bool).to_numpy())
+            kwargs['valid_idx'] = _valid_idx(df, valid_col, 'df')
         valid = None if valid_df is None else _df_texts(valid_df, cols, mark_fields, 'valid_df')
         return cls.from_sources(_df_texts(df, cols, mark_fields, 'df'), valid, **kwargs)
 
@@ -327,7 +338,7 @@ class TextLMDataBunch(_Bunch):
         "Build from CSV file(s), streamed (a corpus need not fit in memory); validation as in `from_df`."
         cols = _listify_cols(text_col)
         if valid_col is not None:
-            kwargs['valid_idx'] = np.flatnonzero(_read_csv(path, {'valid': [valid_col]})[valid_col].astype(bool).to_numpy())
+            kwargs['valid_idx'] = _valid_idx(_read_csv(path, {'valid': [valid_col]}), valid_col, str(path))
         valid = None if valid_csv is None else CSVSource(valid_csv, cols, mark_fields)
         return cls.from_sources(CSVSource(path, cols, mark_fields), valid, **kwargs)
 
@@ -418,8 +429,7 @@ class TextClasDataBunch(_Bunch):
         for d, name in [(df, 'df'), (valid_df, 'valid_df')]:
             if d is not None: _check_cols(d, tcols, 'text', name); _check_cols(d, lcols, 'label', name)
         if valid_col is not None:
-            _check_cols(df, [valid_col], 'valid')
-            kwargs['valid_idx'] = np.flatnonzero(df[valid_col].astype(bool).to_numpy())
+            kwargs['valid_idx'] = _valid_idx(df, valid_col, 'df')
         valid = None if valid_df is None else _df_texts(valid_df, tcols, mark_fields, 'valid_df')
         vlab = None if valid_df is None else _labels(valid_df, lcols, 'valid_df')
         if len(lcols) > 1: kwargs['classes'] = lcols
@@ -432,7 +442,7 @@ class TextClasDataBunch(_Bunch):
         "Build from CSV file(s) with text and label columns (texts streamed); validation from `valid_csv`, `valid_col` or `valid_pct`."
         tcols, lcols = _listify_cols(text_col), _listify_cols(label_col)
         df = _read_csv(path, {'text': tcols, 'label': lcols, 'valid': [valid_col] if valid_col else []})
-        if valid_col is not None: kwargs['valid_idx'] = np.flatnonzero(df[valid_col].astype(bool).to_numpy())
+        if valid_col is not None: kwargs['valid_idx'] = _valid_idx(df, valid_col, str(path))
         vdf = None if valid_csv is None else _read_csv(valid_csv, {'text': tcols, 'label': lcols})
         if len(lcols) > 1: kwargs['classes'] = lcols
         return cls.from_sources(CSVSource(path, tcols, mark_fields), _labels(df, lcols, str(path)),

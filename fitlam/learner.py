@@ -405,6 +405,7 @@ class Learner:
             raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
         schedule = schedule or Learner.fit_stlr
         histories = []
+        if verbose: print(f'fine-tuning in {len(stages)} stage(s), {sum(epochs)} epoch(s) in all')
         for s, (k, n_epoch, top_lr) in enumerate(zip(stages, epochs, top_lrs)):
             if k == n: self.unfreeze()
             else: self.freeze_to(-k)

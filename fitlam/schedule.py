@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .core import FitlamError
-from .callback import Callback, CancelFitException, CancelValidateException, set_hyper
+from .callback import Callback, CancelFitException, CancelValidateException, get_hyper, set_hyper
 from .metrics import figure_axes
 
 # %% auto #0
@@ -77,10 +77,13 @@ class ParamScheduler(Callback):
     "Set hyper-parameters to `scheds[name](learn.pct_train)` before each training batch (per layer group)."
     order = 60
     def __init__(self, scheds: dict[str, Callable]): self.scheds = scheds
+    def before_fit(self): self._before = {name: get_hyper(self.learn.opt, name) for name in self.scheds}
     def before_batch(self):
         if not self.learn.training: return
         pos = min(max(self.learn.pct_train, 0.), 1.)
         for name, f in self.scheds.items(): set_hyper(self.learn.opt, name, f(pos))
+    def after_fit(self):   # give the next fit the optimizer's own values (one-cycle's momentum would stay at 0.95)
+        for name, v in self._before.items(): set_hyper(self.learn.opt, name, v)
 
 # %% ../nbs/32_schedule.ipynb #cdc40622
 class GradualUnfreezing(Callback):
@@ -166,5 +169,11 @@ class LRFindResult:
         ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss (smoothed)')
         if self.suggestions: ax.legend()
         return fig
+
+    def __getattr__(self, name):
+        "A suggestion by name, as fastai's `SuggestedLRs` has them: `res.valley`, `res.steep`."
+        suggestions = self.__dict__.get('suggestions', {})
+        if name in suggestions: return suggestions[name]
+        raise AttributeError(f"LRFindResult has no attribute {name!r}; its suggestions are {sorted(suggestions)}")
 
     def __repr__(self): return f"LRFindResult({', '.join(f'{k}={v:.2e}' for k, v in self.suggestions.items())}, {len(self.lrs)} points)"

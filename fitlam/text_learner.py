@@ -5,6 +5,7 @@
 # %% ../nbs/40_text_learner.ipynb #1d18d311
 from __future__ import annotations
 import math, re
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -17,8 +18,8 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
 from .tokenizer import DocIds, Tokenizer
 from .vocab import Vocab
-from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch
-from .models.awdlstm import AWDLSTMConfig, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
+from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _read_csv, encode_labels
+from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (load_encoder, load_pretrained, read_checkpoint, read_fastai_itos, save_encoder,
                                       save_model)
@@ -128,10 +129,18 @@ class TextLearner(Learner):
         return super().fit(*args, **kwargs)
 
 # %% ../nbs/40_text_learner.ipynb #c0027067
-def _pretrained_config(pretrained) -> AWDLSTMConfig | None:
-    "The config stored with a pretrained LM (None for fastai files, whose config `load_pretrained` infers)."
-    if pretrained is None or isinstance(pretrained, (tuple, list)): return None
-    return AWDLSTMConfig(**read_checkpoint(pretrained)['config'])
+def _checkpoint_file(name, path='.', model_dir='models') -> Path:
+    "The file `name`, or `path/model_dir/name.pth` where `save_encoder`/`save_lm` put a bare name."
+    p = Path(name)
+    if p.exists() or isinstance(name, Path): return p
+    q = Path(path)/model_dir/f'{name}.pth'
+    if q.exists(): return q
+    raise FitlamError(f'{name}: checkpoint not found (looked for {p.resolve()} and {q.resolve()})')
+
+def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
+    "`base`'s dropouts with the sizes of the model saved in `checkpoint` (its stored dropouts were scaled by its own `drop_mult`)."
+    stored = read_checkpoint(checkpoint)['config']
+    return replace(base, **{k: v for k, v in stored.items() if k not in DROPOUTS})
 
 class LMLearner(TextLearner):
     "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text."
@@ -184,7 +193,10 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
                            alpha: float = 2., beta: float = 1., clip: float | None = None, lr: float = ULMFIT_LM_LR,
                            metrics=None, **kwargs) -> LMLearner:
     "An `LMLearner` on `data`, optionally from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`)."
-    config = (config or _pretrained_config(pretrained) or FASTAI_LM_CONFIG).scaled(drop_mult)
+    if pretrained is not None and not isinstance(pretrained, (tuple, list)):     # a fitlam LM: its sizes, our dropouts
+        pretrained = _checkpoint_file(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
+        if config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)
+    config = (config or FASTAI_LM_CONFIG).scaled(drop_mult)
     model = LanguageModel(len(data.vocab), config)
     if pretrained is not None:
         weights, itos = pretrained if isinstance(pretrained, (tuple, list)) else (pretrained, None)
@@ -258,19 +270,18 @@ class ClassifierLearner(TextLearner):
         elif isinstance(dl, (list, tuple, pd.Series)): dl, reorder = self._loader(list(dl), bs), True
         return super().get_preds(dl=dl, with_loss=with_loss, activation=activation, reorder=reorder)
 
-    def export(self, path) -> Path:
-        "Write everything needed to predict (config, vocab, tokenizer settings, classes, weights) to one file, atomically, with no pickled code."
-        return export_learner(self, path)
+    def export(self, fname='export.pth') -> Path:
+        "Write everything needed to predict (config, vocab, tokenizer settings, classes, weights) to `path/fname`, atomically, with no pickled code."
+        return export_learner(self, self.path/fname)
 
 def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | None = None, encoder=None, drop_mult: float = 0.5,
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
                             ps: Sequence[float] | None = None, alpha: float = 2., beta: float = 1., clip: float | None = None,
                             lr: float = ULMFIT_CLAS_LR, metrics=None, **kwargs) -> ClassifierLearner:
     "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file) if given."
-    enc_config = AWDLSTMConfig(**read_checkpoint(encoder)['config']) if encoder is not None and config is None else None
-    if enc_config is not None:   # the encoder's sizes with the classifier's dropouts
-        base = FASTAI_CLAS_CONFIG
-        config = AWDLSTMConfig(**{**enc_config.to_dict(), **{k: getattr(base, k) for k in ('output_p', 'hidden_p', 'input_p', 'embed_p', 'weight_p')}})
+    if encoder is not None:      # the encoder's sizes with the classifier's dropouts
+        encoder = _checkpoint_file(encoder, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
+        if config is None: config = _sized_like(encoder, FASTAI_CLAS_CONFIG)
     config = (config or FASTAI_CLAS_CONFIG).scaled(drop_mult)
     bptt = bptt or getattr(data, 'bptt', 70)
     model = TextClassifier(len(data.vocab), data.c, config, bptt=bptt, max_len=max_len or 20 * bptt,
@@ -291,19 +302,45 @@ def export_learner(learn: ClassifierLearner, path) -> Path:
     m = learn.model
     state = dict(format=EXPORT_FORMAT, version=1, kind='classifier', config=m.config.to_dict(), itos=list(learn.vocab.itos),
                  model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
-                 tokenizer=learn.tokenizer.to_config(), classes=[str(c) for c in learn.classes], multi_label=learn.multi_label,
+                 tokenizer=learn.tokenizer.to_config(), classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
                  backwards=learn.backwards, bs=int(getattr(learn.data, 'bs', 64) or 64),
+                 columns={k: getattr(learn.data, k) for k in _COLUMNS if hasattr(learn.data, k)},
                  state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
     path = Path(path)
     atomic_save(state, path)
     return path
 
+_COLUMNS = ('text_cols', 'label_cols', 'mark_fields', 'label_delim')
+
+def _plain(c):
+    "A class label as a plain Python value (`weights_only` loading takes no numpy scalars); `str` for anything else."
+    if isinstance(c, np.generic): c = c.item()
+    return c if isinstance(c, (str, int, float, bool)) else str(c)
+
 class _InferenceData:
     "Stands in for the data bunch of a loaded learner: no training or validation data, only what prediction needs."
-    def __init__(self, vocab, tokenizer, classes, bs, backwards):
+    def __init__(self, vocab, tokenizer, classes, bs, backwards, text_cols=('text',), label_cols=('label',),
+                 mark_fields=None, label_delim=None):
         self.train_dl = self.valid_dl = None
         self.vocab, self.tokenizer, self.classes, self.bs, self.backwards = vocab, tokenizer, classes, bs, backwards
+        self.text_cols, self.label_cols, self.mark_fields, self.label_delim = list(text_cols), list(label_cols), mark_fields, label_delim
         self.c = len(classes)
+
+    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool = False) -> ClasLoader:
+        "As `TextClasDataBunch.test_dl`: a loader of a list of texts, or of a DataFrame / CSV file with the exported learner's text (and label) columns."
+        labels, name = None, 'test df'
+        if isinstance(texts_or_df, (str, Path)) and str(texts_or_df).endswith('.csv'):
+            name = str(texts_or_df)
+            texts_or_df = _read_csv(texts_or_df, {'text': self.text_cols, **({'label': self.label_cols} if with_labels else {})})
+        if isinstance(texts_or_df, pd.DataFrame):
+            texts = _df_texts(texts_or_df, self.text_cols, self.mark_fields, name).texts
+            if with_labels: labels = _labels(texts_or_df, self.label_cols, name)
+        elif with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
+        else: texts = texts_or_df
+        dl = texts_to_loader(list(texts), self.tokenizer, self.vocab, bs=bs or self.bs, backwards=self.backwards)
+        if labels is not None:
+            dl.labels = labels if isinstance(labels, np.ndarray) else encode_labels(labels, self.classes, self.label_delim, name=f'{name} labels')[0]
+        return dl
 
 def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False) -> ClassifierLearner:
     "Rebuild a classifier learner written by `export` (on the CPU by default) that predicts with no training data present; `int8`: see `to_int8`; `bf16`: autocast."
@@ -315,7 +352,7 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False) -> 
     model = TextClassifier(len(vocab), config=AWDLSTMConfig(**state['config']), **state['model'])
     try: model.load_state_dict(state['state_dict'])
     except RuntimeError as e: raise FitlamError(f'{path}: the weights do not fit the model described in the file: {e}') from e
-    data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False))
+    data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False), **state.get('columns', {}))
     multi = state.get('multi_label', False)
     learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,
                               state['classes'], multi_label=multi, backwards=state.get('backwards', False), device=device,
