@@ -271,8 +271,8 @@ class ClassifierLearner(TextLearner):
         return super().get_preds(dl=dl, with_loss=with_loss, activation=activation, reorder=reorder)
 
     def export(self, fname='export.pth') -> Path:
-        "Write everything needed to predict (config, vocab, tokenizer settings, classes, weights) to `path/fname`, atomically, with no pickled code."
-        return export_learner(self, self.path/fname)
+        "Write everything needed to predict (config, vocab, tokenizer settings, classes, weights) to `path/fname` (or the `Path` `fname`), atomically, with no pickled code."
+        return export_learner(self, fname if isinstance(fname, Path) else self.path/fname)
 
 def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | None = None, encoder=None, drop_mult: float = 0.5,
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
