@@ -38,9 +38,10 @@ class RNNRegularizer(Callback):
         self.learn.loss_grad = self.learn.loss_grad + reg
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    "The mean of `x` (bs, sl, n) over the positions where `mask` (bs, sl) is True (all of them without a mask)."
+    "The mean over rows of each row's mean of `x` (bs, sl, n) over its positions where `mask` (bs, sl) is True (all of them without a mask)."
     if mask is None: return x.mean()
-    return (x * mask.unsqueeze(2)).sum() / (mask.sum() * x.size(2)).clamp_min(1)
+    per_row = (x * mask.unsqueeze(2)).sum((1, 2)) / (mask.sum(1) * x.size(2)).clamp_min(1)
+    return per_row.mean()
 
 # %% ../nbs/34_callbacks.ipynb #78465999
 class GradientClip(Callback):

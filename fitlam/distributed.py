@@ -241,6 +241,13 @@ class DDPModel(DistributedDataParallel):
         if outputs is None or self.time_steps is None: return outputs
         return tuple(F.pad(o, (0, 0, 0, self.time_steps - o.shape[1])) if o.shape[1] < self.time_steps else o for o in outputs)
 
+    @property
+    def last_rnn_mask(self):
+        "Return the wrapped model's `last_rnn_mask` (real tokens of `last_rnn_outputs`; None if it has none), padded with False like them."
+        mask = getattr(self.module, 'last_rnn_mask', None)
+        if mask is None or self.time_steps is None or mask.shape[1] >= self.time_steps: return mask
+        return torch.cat([mask, mask.new_zeros(mask.shape[0], self.time_steps - mask.shape[1])], 1)
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         "Return the wrapped model's layer groups."
         return self.module.layer_groups()
