@@ -59,15 +59,15 @@ def test_code_cells_are_python(name):
 
 @pytest.mark.parametrize('name', TUTORIALS)
 def test_parameters_cell(name):
-    "The parameters cell holds literals only: `preset`, `data_path` and a PRESETS dict with at least 'full' and 'quick'."
+    "The parameters cell holds literals only: `preset`, `data_path`, `overrides` and a PRESETS dict with at least 'full' and 'quick'."
     tree = ast.parse(parameters_cell(read(name)).source)
     assigned = {}
     for stmt in tree.body:
         assert isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name), \
             f'{name}: the parameters cell should only assign names, found {ast.dump(stmt)[:80]}'
         assigned[stmt.targets[0].id] = ast.literal_eval(stmt.value)   # literals only: papermill can override them
-    assert set(assigned) == {'preset', 'data_path', 'PRESETS'}, sorted(assigned)
-    assert assigned['preset'] == 'quick' and assigned['data_path'] is None
+    assert set(assigned) == {'preset', 'data_path', 'overrides', 'PRESETS'}, sorted(assigned)
+    assert assigned['preset'] == 'quick' and assigned['data_path'] is None and assigned['overrides'] == {}
     presets = assigned['PRESETS']
     assert REQUIRED_PRESETS <= set(presets), sorted(presets)
     assert assigned['preset'] in presets
@@ -83,6 +83,7 @@ def test_papermill_injection(name, preset):
     exec(parameters_cell(nb).source, ns)
     exec(f'preset = {preset!r}\ndata_path = "/some/data"', ns)      # papermill's injected-parameters cell
     P = ns['PRESETS'][ns['preset']]
+    assert re.search(r"^P = PRESETS\[preset\] \| overrides$", '\n'.join(code_cells(nb)), re.M), f'{name}: P should be the preset with the overrides'
     missing = preset_keys_read(nb) - set(P)
     assert not missing, f'{name}: preset {preset!r} lacks the keys {sorted(missing)} that the notebook reads'
     assert preset_keys_read(nb), f'{name}: the notebook reads no preset keys through P[...]'
