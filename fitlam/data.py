@@ -203,11 +203,14 @@ class _Corpora:
         return tokenize_corpus(source, self.tokenizer, cache_dir=self.cache_dir, n_workers=self.n_workers, progress=self.progress)
 
     @staticmethod
-    def vocab(train: Sequence[tuple[TokenizedCorpus, np.ndarray | None]], max_vocab: int, min_freq: int) -> Vocab:
-        "The vocab of the training documents: `(corpus, doc indices or None for all)` pairs."
+    def vocab(train: Sequence[tuple[TokenizedCorpus, np.ndarray | None]], max_vocab: int, min_freq: int, pretrained=None) -> Vocab:
+        "The vocab of the training documents (`(corpus, doc indices or None for all)` pairs), keeping the words of a `pretrained` LM."
         counts = Counter()
         for corpus, docs in train: counts.update(_counts(corpus, docs))
-        return Vocab.from_counts(counts, max_vocab=max_vocab, min_freq=min_freq)
+        if pretrained is not None:
+            from fitlam.models.pretrained import pretrained_itos     # (fitlam.models comes after the data)
+            pretrained = pretrained_itos(pretrained)
+        return Vocab.from_counts(counts, max_vocab=max_vocab, min_freq=min_freq, include=pretrained or ())
 
     @staticmethod
     def docs(corpus: TokenizedCorpus, vocab: Vocab, idxs: np.ndarray | None = None) -> DocIds:
@@ -263,6 +266,31 @@ def _labels(df: pd.DataFrame, cols: list[str], name: str):
     if nan.any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
     return df[cols].to_numpy(np.float32)
 
+def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[TextList | CSVSource, np.ndarray | None]:
+    """New documents for `data.test_dl`, read the way `data` (a data bunch or a loaded learner's stand-in, with its
+    `text_cols`, `label_cols`, `mark_fields`, `classes`, `label_delim`) reads its own: a list of texts, a DataFrame,
+    or a CSV path (streamed). Returns the documents and their encoded labels (None unless `with_labels`; `None`: if
+    the label column(s) are there)."""
+    csv = isinstance(texts_or_df, (str, Path)) and str(texts_or_df).endswith('.csv')
+    name = str(texts_or_df) if csv else 'test df'
+    if with_labels is None:
+        cols = list(pd.read_csv(texts_or_df, nrows=0).columns) if csv and Path(texts_or_df).exists() else \
+               list(texts_or_df.columns) if isinstance(texts_or_df, pd.DataFrame) else []
+        with_labels = all(c in cols for c in data.label_cols)
+    labels = None
+    if isinstance(texts_or_df, pd.DataFrame):
+        source = _df_texts(texts_or_df, data.text_cols, data.mark_fields, name)
+        if with_labels: labels = _labels(texts_or_df, data.label_cols, name)
+    elif csv:
+        source = CSVSource(texts_or_df, data.text_cols, data.mark_fields)
+        if with_labels: labels = _labels(_read_csv(texts_or_df, {'label': data.label_cols}), data.label_cols, name)
+    else:
+        if with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
+        source = TextList(texts_or_df, 'test texts')
+    if labels is not None and not isinstance(labels, np.ndarray):
+        labels, _ = encode_labels(labels, data.classes, data.label_delim, name=f'{name} labels')
+    return source, labels
+
 # %% ../nbs/12_data.ipynb #775fcddc
 class _Bunch:
     "What both data bunches share: vocab, tokenizer, loaders, `show_batch`."
@@ -293,9 +321,12 @@ class TextLMDataBunch(_Bunch):
     @classmethod
     def from_sources(cls, train, valid=None, *, extra: Sequence = (), valid_idx: Sequence[int] | None = None,
                      valid_pct: float = 0.1, seed: int = 0, tokenizer: Tokenizer | None = None, vocab: Vocab | None = None,
-                     max_vocab: int = 60_000, min_freq: int = 3, cache_dir=None, n_workers: int | None = None,
+                     max_vocab: int = 60_000, min_freq: int = 3, pretrained_vocab=None, cache_dir=None, n_workers: int | None = None,
                      progress: bool = True, **kwargs) -> TextLMDataBunch:
-        "Build from text sources (`fitlam.tokenizer` sources, lists of texts, CSV paths); `kwargs` go to `__init__`."
+        """Build from text sources (`fitlam.tokenizer` sources, lists of texts, CSV paths); `kwargs` go to `__init__`.
+        `pretrained_vocab` (the LM you will fine-tune, as `language_model_learner(pretrained=)` takes it, or its vocab):
+        its words stay in the vocab however rare or absent here (within `max_vocab`), so they keep their pretrained
+        embeddings, in the validation and test texts too."""
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
         corpora = [cp.tokenize(as_source(s)) for s in [train, *extra]]
@@ -311,7 +342,7 @@ class TextLMDataBunch(_Bunch):
             pick = lambda idx, k: idx[(idx >= starts[k]) & (idx < starts[k + 1])] - starts[k]
             splits = [(c, pick(tr, k)) for k, c in enumerate(corpora)]
             valid_parts = [(c, pick(va, k)) for k, c in enumerate(corpora)]
-        vocab = vocab or cp.vocab(splits, max_vocab, min_freq)
+        vocab = vocab or cp.vocab(splits, max_vocab, min_freq, pretrained_vocab)
         train_ids = DocIds.concat([cp.docs(c, vocab, idx) for c, idx in splits])
         valid_ids = DocIds.concat([cp.docs(c, vocab, idx) for c, idx in valid_parts])
         if len(valid_ids) == 0: raise FitlamError('the validation set is empty')
@@ -386,8 +417,8 @@ class TextClasDataBunch(_Bunch):
     def from_sources(cls, train, train_labels, valid=None, valid_labels=None, *, valid_idx: Sequence[int] | None = None,
                      valid_pct: float = 0.1, seed: int = 0, label_delim: str | None = None, classes: Sequence | None = None,
                      tokenizer: Tokenizer | None = None, vocab: Vocab | None = None, max_vocab: int = 60_000, min_freq: int = 3,
-                     cache_dir=None, n_workers: int | None = None, progress: bool = True, **kwargs) -> TextClasDataBunch:
-        "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`."
+                     pretrained_vocab=None, cache_dir=None, n_workers: int | None = None, progress: bool = True, **kwargs) -> TextClasDataBunch:
+        "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`."
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         tc = cp.tokenize(as_source(train))
         if len(train_labels) != len(tc): raise FitlamError(f'{len(train_labels)} labels for {len(tc)} training texts')
@@ -409,7 +440,7 @@ class TextClasDataBunch(_Bunch):
         else:
             ty, classes = encode_labels(ty, classes, label_delim, name='train labels', rows=tr_idx)
             vy, _ = encode_labels(vy, classes, label_delim, name='valid labels', rows=va_idx)
-        vocab = vocab or cp.vocab([(tc, tr_idx)], max_vocab, min_freq)
+        vocab = vocab or cp.vocab([(tc, tr_idx)], max_vocab, min_freq, pretrained_vocab)
         return cls(cp.docs(tc, vocab, tr_idx), ty, cp.docs(vc, vocab, va_idx), vy, vocab, cp.tokenizer, classes, seed=seed,
                    corpora=cp, label_delim=label_delim, **kwargs)
 
@@ -466,20 +497,9 @@ class TextClasDataBunch(_Bunch):
         vsrc, vlab = files_of(valid) if valid is not None and (path/valid).is_dir() else (None, None)
         return cls.from_sources(tsrc, tlab, vsrc, vlab, **kwargs)
 
-    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool = False) -> ClasLoader:
-        "A loader of new texts (a list, a DataFrame with the text column(s), or a CSV path) sorted by length, with `order`; `yb` is None unless `with_labels`."
-        labels = None
-        if isinstance(texts_or_df, pd.DataFrame):
-            source = _df_texts(texts_or_df, self.text_cols, self.mark_fields, 'test df')
-            if with_labels: labels = _labels(texts_or_df, self.label_cols, 'test df')
-        elif isinstance(texts_or_df, (str, Path)) and str(texts_or_df).endswith('.csv'):
-            source = CSVSource(texts_or_df, self.text_cols, self.mark_fields)
-            if with_labels: labels = _labels(_read_csv(texts_or_df, {'label': self.label_cols}), self.label_cols, str(texts_or_df))
-        else:
-            if with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
-            source = TextList(texts_or_df, 'test texts')
-        if labels is not None and not isinstance(labels, np.ndarray):
-            labels, _ = encode_labels(labels, self.classes, self.label_delim, name='test labels')
+    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool | None = False) -> ClasLoader:
+        "A loader of new texts (a list, a DataFrame with the text column(s), or a CSV path) sorted by length, with `order`; `yb` is None unless `with_labels` (`None`: if the label column(s) are there)."
+        source, labels = _new_docs(self, texts_or_df, with_labels)
         corpus = self._corpora.tokenize(source)
         return ClasLoader(self._corpora.docs(corpus, self.vocab), labels, bs or self.bs, shuffle=False,
                           pad_idx=self.vocab.pad_idx, backwards=self.backwards)

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
-from .tokenizer import DocIds, Tokenizer
+from .tokenizer import DocIds, TextList, Tokenizer
 from .vocab import Vocab
-from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _read_csv, encode_labels
+from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _new_docs
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (load_encoder, load_pretrained, read_checkpoint, read_fastai_itos, save_encoder,
@@ -265,8 +265,7 @@ class ClassifierLearner(TextLearner):
     def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = True, bs: int | None = None):
         "As `Learner.get_preds`; `dl` may also be a DataFrame (or CSV path) with the text (and label) columns, or a list of texts: then results come in the input order."
         if isinstance(dl, (pd.DataFrame, str, Path)) and hasattr(self.data, 'test_dl'):
-            has_labels = isinstance(dl, pd.DataFrame) and all(c in dl.columns for c in self.data.label_cols)
-            dl, reorder = self.data.test_dl(dl, bs=bs, with_labels=has_labels), True
+            dl, reorder = self.data.test_dl(dl, bs=bs, with_labels=None), True       # labels where the columns are there
         elif isinstance(dl, (list, tuple, pd.Series)): dl, reorder = self._loader(list(dl), bs), True
         return super().get_preds(dl=dl, with_loss=with_loss, activation=activation, reorder=reorder)
 
@@ -326,20 +325,12 @@ class _InferenceData:
         self.text_cols, self.label_cols, self.mark_fields, self.label_delim = list(text_cols), list(label_cols), mark_fields, label_delim
         self.c = len(classes)
 
-    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool = False) -> ClasLoader:
+    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool | None = False) -> ClasLoader:
         "As `TextClasDataBunch.test_dl`: a loader of a list of texts, or of a DataFrame / CSV file with the exported learner's text (and label) columns."
-        labels, name = None, 'test df'
-        if isinstance(texts_or_df, (str, Path)) and str(texts_or_df).endswith('.csv'):
-            name = str(texts_or_df)
-            texts_or_df = _read_csv(texts_or_df, {'text': self.text_cols, **({'label': self.label_cols} if with_labels else {})})
-        if isinstance(texts_or_df, pd.DataFrame):
-            texts = _df_texts(texts_or_df, self.text_cols, self.mark_fields, name).texts
-            if with_labels: labels = _labels(texts_or_df, self.label_cols, name)
-        elif with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
-        else: texts = texts_or_df
-        dl = texts_to_loader(list(texts), self.tokenizer, self.vocab, bs=bs or self.bs, backwards=self.backwards)
-        if labels is not None:
-            dl.labels = labels if isinstance(labels, np.ndarray) else encode_labels(labels, self.classes, self.label_delim, name=f'{name} labels')[0]
+        source, labels = _new_docs(self, texts_or_df, with_labels)
+        dl = texts_to_loader(source.texts if isinstance(source, TextList) else list(source.texts()), self.tokenizer, self.vocab,
+                             bs=bs or self.bs, backwards=self.backwards)
+        dl.labels = labels
         return dl
 
 def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False) -> ClassifierLearner:
