@@ -32,12 +32,19 @@ class Vocab:
 
     @classmethod
     def from_counts(cls, counts: Counter, max_vocab: int = 60_000, min_freq: int = 3,
-                    special: Sequence[str] = SPECIAL_TOKENS) -> Vocab:
-        "Build a vocab of the special tokens then the `max_vocab` most frequent tokens seen `min_freq`+ times."
+                    special: Sequence[str] = SPECIAL_TOKENS, include: Sequence[str] = ()) -> Vocab:
+        """Build a vocab of the special tokens, then the tokens seen `min_freq`+ times (most frequent first), then
+        the tokens of `include` (e.g. a pretrained LM's vocab): those seen here, however rarely (most frequent
+        first), then the others in their order; `max_vocab` tokens in all."""
         if max_vocab < len(special):
             raise FitlamError(f'max_vocab={max_vocab}: must be at least {len(special)} (the special tokens)')
         special = list(special)
-        kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in special), key=lambda t: (-counts[t], t))
+        by_count = lambda ts: sorted(ts, key=lambda t: (-counts[t], t))
+        kept = by_count(t for t, c in counts.items() if c >= min_freq and t not in special)
+        if include:
+            seen, include = set(special).union(kept), list(dict.fromkeys(include))
+            kept += by_count(t for t in include if t not in seen and counts.get(t, 0) > 0)
+            kept += [t for t in include if t not in seen and counts.get(t, 0) == 0]
         return cls(special + kept[:max_vocab - len(special)])
 
     @classmethod

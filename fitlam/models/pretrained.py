@@ -18,8 +18,8 @@ from .classifier import TextClassifier
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'save_model', 'read_checkpoint', 'load_model', 'save_encoder',
-           'load_encoder', 'read_fastai_itos', 'fastai_to_fitlam', 'config_from_state', 'remap_lm_state',
-           'load_pretrained', 'load_fastai_lm']
+           'load_encoder', 'read_fastai_itos', 'pretrained_itos', 'fastai_to_fitlam', 'config_from_state',
+           'remap_lm_state', 'load_pretrained', 'load_fastai_lm']
 
 # %% ../../nbs/22_models.pretrained.ipynb #082a7b45
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'fitlam.awdlstm', 1
@@ -118,6 +118,17 @@ def read_fastai_itos(path) -> list[str]:
     if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
         raise FitlamError(f'{path}: expected a pickled list of strings, got a {type(itos).__name__}')
     return itos
+
+def pretrained_itos(pretrained) -> list[str]:
+    "The vocab of a pretrained LM given as `language_model_learner(pretrained=)` takes it (a fitlam checkpoint, or fastai's `(weights, itos)`), or a `Vocab` / list of tokens."
+    if isinstance(pretrained, Vocab): return list(pretrained.itos)
+    if isinstance(pretrained, (str, Path)): return list(read_checkpoint(pretrained)['itos'])
+    pretrained = list(pretrained)
+    if len(pretrained) == 2 and (isinstance(pretrained[1], (list, tuple, Vocab, Path)) or str(pretrained[1]).endswith('.pkl')):
+        itos = pretrained[1]                                    # fastai's (weights, itos): the pickle or the list
+        return read_fastai_itos(itos) if isinstance(itos, (str, Path)) else _itos(itos)
+    if all(isinstance(t, str) for t in pretrained): return pretrained
+    raise FitlamError(f'pretrained vocab: expected a checkpoint path, a (weights, itos) pair, a Vocab or a list of tokens, got {pretrained!r:.80}')
 
 _FASTAI_RNN = re.compile(r'rnns\.(\d+)\.(?:module\.)?(weight_ih_l0|weight_hh_l0_raw|weight_hh_l0|bias_ih_l0|bias_hh_l0)$')
 
