@@ -82,7 +82,8 @@ def cmd_finetune_lm(args) -> dict:
         pretrained = (next(folder.glob('*.pth')), next(folder.glob('*.pkl')))
     set_seed(args.seed)
     data = TextLMDataBunch.from_texts(texts, bs=args.bs, bptt=args.bptt, backwards=args.backwards, seed=args.seed,
-                                      max_vocab=args.max_vocab, min_freq=args.min_freq, progress=not args.quiet)
+                                      max_vocab=args.max_vocab, min_freq=args.min_freq, progress=not args.quiet,
+                                      pretrained_vocab=None if args.task_vocab_only else pretrained)
     learn = language_model_learner(data, pretrained=pretrained, drop_mult=args.drop_mult, path=args.out, progress=not args.quiet)
     learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs)
     out = Path(args.out)
@@ -167,7 +168,7 @@ def cmd_demo(args) -> dict:
     t = time.perf_counter()
     set_seed(args.seed)
     lm_data = TextLMDataBunch.from_texts(list(train.text) + list(valid.text), bs=args.bs, bptt=args.bptt, seed=args.seed,
-                                         progress=not args.quiet)
+                                         progress=not args.quiet, pretrained_vocab=None if args.task_vocab_only else pretrained)
     lm = language_model_learner(lm_data, config=None if pretrained else config, pretrained=pretrained, drop_mult=args.lm_drop_mult,
                                 path=out, progress=not args.quiet)
     print('stage 2: fine-tuning the LM on the TREC-6 questions')
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--epochs', type=int, default=1); p.add_argument('--lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lr-factor', type=float, default=ULMFIT_LR_FACTOR); p.add_argument('--freeze-epochs', type=int, default=0)
     p.add_argument('--max-vocab', type=int, default=60_000); p.add_argument('--min-freq', type=int, default=3)
+    p.add_argument('--task-vocab-only', action='store_true',
+                   help="the vocab from the task's text alone (min-freq); by default it also keeps every word the pretrained LM knows")
     p.add_argument('--drop-mult', type=float, default=1.)
     _add_common(p, 'fitlam_lm'); p.set_defaults(func=cmd_finetune_lm)
 
@@ -263,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--lm-epochs', type=int, default=4); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lm-drop-mult', type=float, default=0.5)
     p.add_argument('--clas-epochs', type=int, default=1); p.add_argument('--clas-final-epochs', type=int, default=6)
+    p.add_argument('--task-vocab-only', action='store_true',
+                   help="the vocab from the task's text alone (min-freq); by default it also keeps every word the pretrained LM knows")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
     _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); p.set_defaults(func=cmd_demo)
     return ap

@@ -385,13 +385,15 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            lm_epochs: int = 1, lm_lr: float = ULMFIT_LM_LR, lm_freeze_epochs: int = 0, lm_drop_mult: float = 1.,
            clas_epochs: int | Sequence[int] = 1, clas_final_epochs: int | None = None, clas_lr: float = ULMFIT_CLAS_LR,
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
-           path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, progress: bool = True, verbose: bool = True) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier."
+           path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
+           verbose: bool = True) -> ClassifierLearner:
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab keeps every word `pretrained` knows (see `TextLMDataBunch.from_sources`)."
     path = Path(path)
     set_seed(seed)
     texts = list(train_df[text_col].astype(str)) + list(valid_df[text_col].astype(str)) + list(lm_texts)
     lm_data = TextLMDataBunch.from_texts(texts, bs=bs, bptt=bptt, backwards=backwards, seed=seed, valid_pct=0.1,
-                                         max_vocab=max_vocab, min_freq=min_freq, progress=progress)
+                                         max_vocab=max_vocab, min_freq=min_freq, progress=progress,
+                                         pretrained_vocab=pretrained if keep_pretrained_vocab else None)
     lm = language_model_learner(lm_data, config=config, pretrained=pretrained, drop_mult=lm_drop_mult, path=path, progress=progress)
     if verbose: print(f'stage 2: LM fine-tuning on {len(texts)} texts, vocab {len(lm_data.vocab)}')
     lm.fine_tune(lm_epochs, lr=lm_lr, lr_factor=lr_factor, freeze_epochs=lm_freeze_epochs, verbose=verbose)
