@@ -19,7 +19,7 @@ from .data import TextClasDataBunch, TextLMDataBunch
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
 from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
-                                 pretrain_lm, text_classifier_learner)
+                                 pretrain_lm, text_classifier_learner, _checkpoint_file)
 from .interpret import ClassificationInterpretation
 
 # %% auto #0
@@ -76,7 +76,7 @@ def cmd_finetune_lm(args) -> dict:
     "Stage 2: fine-tune a pretrained LM on the task's text (labels unused)."
     t0 = time.perf_counter()
     texts = [t for f in args.train + (args.unsup or []) for t in _read_csv(f, [args.text_col])[args.text_col]]
-    pretrained = args.pretrained
+    pretrained = _checkpoint_file(args.pretrained, args.out) if args.pretrained else None   # a path, or a name under --out/models
     if args.wt103:
         folder = download('wt103_bwd' if args.backwards else 'wt103_fwd')
         pretrained = (next(folder.glob('*.pth')), next(folder.glob('*.pkl')))
@@ -168,7 +168,8 @@ def cmd_demo(args) -> dict:
     t = time.perf_counter()
     set_seed(args.seed)
     lm_data = TextLMDataBunch.from_texts(list(train.text) + list(valid.text), bs=args.bs, bptt=args.bptt, seed=args.seed,
-                                         progress=not args.quiet, pretrained_vocab=None if args.task_vocab_only else pretrained)
+                                         max_vocab=args.max_vocab, progress=not args.quiet,
+                                         pretrained_vocab=None if args.task_vocab_only else pretrained)
     lm = language_model_learner(lm_data, config=None if pretrained else config, pretrained=pretrained, drop_mult=args.lm_drop_mult,
                                 path=out, progress=not args.quiet)
     print('stage 2: fine-tuning the LM on the TREC-6 questions')
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--lr-factor', type=float, default=ULMFIT_LR_FACTOR); p.add_argument('--freeze-epochs', type=int, default=0)
     p.add_argument('--max-vocab', type=int, default=60_000); p.add_argument('--min-freq', type=int, default=3)
     p.add_argument('--task-vocab-only', action='store_true',
-                   help="the vocab from the task's text alone (min-freq); by default it also keeps every word the pretrained LM knows")
+                   help="the vocab from the task's text alone (words seen --min-freq times); by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--drop-mult', type=float, default=1.)
     _add_common(p, 'fitlam_lm'); p.set_defaults(func=cmd_finetune_lm)
 
@@ -262,12 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--corpus', nargs='+', default=None, help='pretraining text (default: gutenberg under $FITLAM_DATA if there)')
     p.add_argument('--wt103', action='store_true', help="use fastai's pretrained WikiText-103 LM instead (downloaded)")
     p.add_argument('--pretrain-words', type=int, default=600_000); p.add_argument('--pretrain-epochs', type=int, default=1)
-    p.add_argument('--pretrain-lr', type=float, default=5e-3); p.add_argument('--max-vocab', type=int, default=10_000)
+    p.add_argument('--pretrain-lr', type=float, default=5e-3)
+    p.add_argument('--max-vocab', type=int, default=10_000, help='of the pretrained LM and of the task (default: 10,000)')
     p.add_argument('--lm-epochs', type=int, default=4); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lm-drop-mult', type=float, default=0.5)
     p.add_argument('--clas-epochs', type=int, default=1); p.add_argument('--clas-final-epochs', type=int, default=6)
     p.add_argument('--task-vocab-only', action='store_true',
-                   help="the vocab from the task's text alone (min-freq); by default it also keeps every word the pretrained LM knows")
+                   help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
     _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); p.set_defaults(func=cmd_demo)
     return ap

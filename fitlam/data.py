@@ -209,7 +209,8 @@ class _Corpora:
         for corpus, docs in train: counts.update(_counts(corpus, docs))
         if pretrained is not None:
             from fitlam.models.pretrained import pretrained_itos     # (fitlam.models comes after the data)
-            pretrained = pretrained_itos(pretrained)
+            try: pretrained = pretrained_itos(pretrained)
+            except FitlamError as e: raise FitlamError(f'pretrained_vocab: {e}') from e
         return Vocab.from_counts(counts, max_vocab=max_vocab, min_freq=min_freq, include=pretrained or ())
 
     @staticmethod
@@ -271,9 +272,11 @@ def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[Text
     `text_cols`, `label_cols`, `mark_fields`, `classes`, `label_delim`) reads its own: a list of texts, a DataFrame,
     or a CSV path (streamed). Returns the documents and their encoded labels (None unless `with_labels`; `None`: if
     the label column(s) are there)."""
-    csv = isinstance(texts_or_df, (str, Path)) and str(texts_or_df).endswith('.csv')
+    csv = isinstance(texts_or_df, (str, Path)) and str(texts_or_df).lower().endswith('.csv')
+    if isinstance(texts_or_df, Path) and not csv: raise FitlamError(f'{texts_or_df}: expected a .csv file (or a DataFrame, or a list of texts)')
     name = str(texts_or_df) if csv else 'test df'
-    if with_labels is None:
+    auto = with_labels is None                     # labels where the column(s) are there and hold something
+    if auto:
         cols = list(pd.read_csv(texts_or_df, nrows=0).columns) if csv and Path(texts_or_df).exists() else \
                list(texts_or_df.columns) if isinstance(texts_or_df, pd.DataFrame) else []
         with_labels = all(c in cols for c in data.label_cols)
@@ -287,6 +290,7 @@ def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[Text
     else:
         if with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
         source = TextList(texts_or_df, 'test texts')
+    if auto and labels is not None and pd.isna(labels).all(): labels = None      # an empty label column (a test file)
     if labels is not None and not isinstance(labels, np.ndarray):
         labels, _ = encode_labels(labels, data.classes, data.label_delim, name=f'{name} labels')
     return source, labels

@@ -32,7 +32,7 @@ class Vocab:
 
     @classmethod
     def from_counts(cls, counts: Counter, max_vocab: int = 60_000, min_freq: int = 3,
-                    special: Sequence[str] = SPECIAL_TOKENS, include: Sequence[str] = ()) -> Vocab:
+                    special: Sequence[str] = SPECIAL_TOKENS, include: Sequence[str] | Vocab = ()) -> Vocab:
         """Build a vocab of the special tokens, then the tokens seen `min_freq`+ times (most frequent first), then
         the tokens of `include` (e.g. a pretrained LM's vocab): those seen here, however rarely (most frequent
         first), then the others in their order; `max_vocab` tokens in all."""
@@ -41,8 +41,10 @@ class Vocab:
         special = list(special)
         by_count = lambda ts: sorted(ts, key=lambda t: (-counts[t], t))
         kept = by_count(t for t, c in counts.items() if c >= min_freq and t not in special)
+        if isinstance(include, str): raise FitlamError(f'include: expected a list of tokens or a Vocab, got the string {include!r:.40}')
+        include = list(dict.fromkeys(map(str, include.itos if isinstance(include, Vocab) else include)))
         if include:
-            seen, include = set(special).union(kept), list(dict.fromkeys(include))
+            seen = set(special).union(kept)
             kept += by_count(t for t in include if t not in seen and counts.get(t, 0) > 0)
             kept += [t for t in include if t not in seen and counts.get(t, 0) == 0]
         return cls(special + kept[:max_vocab - len(special)])

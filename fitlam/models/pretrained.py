@@ -120,14 +120,16 @@ def read_fastai_itos(path) -> list[str]:
     return itos
 
 def pretrained_itos(pretrained) -> list[str]:
-    "The vocab of a pretrained LM given as `language_model_learner(pretrained=)` takes it (a fitlam checkpoint, or fastai's `(weights, itos)`), or a `Vocab` / list of tokens."
+    """The vocab of a pretrained LM given as `language_model_learner(pretrained=)` takes it: a fitlam checkpoint, or
+    fastai's `(weights, itos)` pair (the itos a pickle path or a list); or a `Vocab`, or a list of tokens."""
     if isinstance(pretrained, Vocab): return list(pretrained.itos)
     if isinstance(pretrained, (str, Path)): return list(read_checkpoint(pretrained)['itos'])
-    pretrained = list(pretrained)
-    if len(pretrained) == 2 and (isinstance(pretrained[1], (list, tuple, Vocab, Path)) or str(pretrained[1]).endswith('.pkl')):
-        itos = pretrained[1]                                    # fastai's (weights, itos): the pickle or the list
+    if isinstance(pretrained, (tuple, list)) and len(pretrained) == 2 and (
+            isinstance(pretrained[0], dict) or isinstance(pretrained[0], (str, Path)) and Path(pretrained[0]).is_file()):
+        weights, itos = pretrained                              # a pair, as the learner reads it
+        if itos is None: return pretrained_itos(weights) if not isinstance(weights, dict) else list(_check_checkpoint(weights, 'state dict')['itos'])
         return read_fastai_itos(itos) if isinstance(itos, (str, Path)) else _itos(itos)
-    if all(isinstance(t, str) for t in pretrained): return pretrained
+    if isinstance(pretrained, (tuple, list)) and pretrained and all(isinstance(t, str) for t in pretrained): return list(pretrained)
     raise FitlamError(f'pretrained vocab: expected a checkpoint path, a (weights, itos) pair, a Vocab or a list of tokens, got {pretrained!r:.80}')
 
 _FASTAI_RNN = re.compile(r'rnns\.(\d+)\.(?:module\.)?(weight_ih_l0|weight_hh_l0_raw|weight_hh_l0|bias_ih_l0|bias_hh_l0)$')
