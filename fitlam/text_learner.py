@@ -137,6 +137,10 @@ def _checkpoint_file(name, path='.', model_dir='models') -> Path:
     if q.exists(): return q
     raise FitlamError(f'{name}: checkpoint not found (looked for {p.resolve()} and {q.resolve()})')
 
+def _resolve_pretrained(pretrained, path='.', model_dir='models'):
+    "`pretrained` with a fitlam checkpoint's bare name resolved by `_checkpoint_file`; None and fastai's `(weights, itos)` as given."
+    return pretrained if pretrained is None or isinstance(pretrained, (tuple, list)) else _checkpoint_file(pretrained, path, model_dir)
+
 def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
     "`base`'s dropouts with the sizes of the model saved in `checkpoint` (its stored dropouts were scaled by its own `drop_mult`)."
     stored = read_checkpoint(checkpoint)['config']
@@ -193,9 +197,8 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
                            alpha: float = 2., beta: float = 1., clip: float | None = None, lr: float = ULMFIT_LM_LR,
                            metrics=None, **kwargs) -> LMLearner:
     "An `LMLearner` on `data`, optionally from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`)."
-    if pretrained is not None and not isinstance(pretrained, (tuple, list)):     # a fitlam LM: its sizes, our dropouts
-        pretrained = _checkpoint_file(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
-        if config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)
+    pretrained = _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
+    if isinstance(pretrained, Path) and config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)   # a fitlam LM: its sizes, our dropouts
     config = (config or FASTAI_LM_CONFIG).scaled(drop_mult)
     model = LanguageModel(len(data.vocab), config)
     if pretrained is not None:
@@ -389,7 +392,7 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            verbose: bool = True) -> ClassifierLearner:
     "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`)."
     path = Path(path)
-    if pretrained is not None and not isinstance(pretrained, (tuple, list)): pretrained = _checkpoint_file(pretrained, path)   # a bare name too
+    pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
     set_seed(seed)
     texts = list(train_df[text_col].astype(str)) + list(valid_df[text_col].astype(str)) + list(lm_texts)
     lm_data = TextLMDataBunch.from_texts(texts, bs=bs, bptt=bptt, backwards=backwards, seed=seed, valid_pct=0.1,

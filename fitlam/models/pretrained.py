@@ -119,6 +119,10 @@ def read_fastai_itos(path) -> list[str]:
         raise FitlamError(f'{path}: expected a pickled list of strings, got a {type(itos).__name__}')
     return itos
 
+def _read_itos(itos) -> list[str]:
+    "fastai's vocab as given beside its weights: the pickle's path, or the list (or a `Vocab`)."
+    return read_fastai_itos(itos) if isinstance(itos, (str, Path)) else _itos(itos)
+
 def pretrained_itos(pretrained) -> list[str]:
     """The vocab of a pretrained LM given as `language_model_learner(pretrained=)` takes it: a fitlam checkpoint, or
     fastai's `(weights, itos)` pair (the itos a pickle path or a list); or a `Vocab`, or a list of tokens."""
@@ -128,7 +132,7 @@ def pretrained_itos(pretrained) -> list[str]:
             isinstance(pretrained[0], dict) or isinstance(pretrained[0], (str, Path)) and Path(pretrained[0]).is_file()):
         weights, itos = pretrained                              # a pair, as the learner reads it
         if itos is None: return pretrained_itos(weights) if not isinstance(weights, dict) else list(_check_checkpoint(weights, 'state dict')['itos'])
-        return read_fastai_itos(itos) if isinstance(itos, (str, Path)) else _itos(itos)
+        return _read_itos(itos)
     if isinstance(pretrained, (tuple, list)) and pretrained and all(isinstance(t, str) for t in pretrained): return list(pretrained)
     raise FitlamError(f'pretrained vocab: expected a checkpoint path, a (weights, itos) pair, a Vocab or a list of tokens, got {pretrained!r:.80}')
 
@@ -176,7 +180,7 @@ def _pretrained_state(weights, itos) -> tuple[dict[str, Tensor], list[str], str]
         state = ckpt['state_dict'] if ckpt['kind'] == 'lm' else {f'encoder.{k}': v for k, v in ckpt['state_dict'].items()}
         return state, ckpt['itos'], where
     if itos is None: raise FitlamError(f'{where}: fastai weights need their vocab: pass itos= (the itos_wt103.pkl path or a list)')
-    itos = read_fastai_itos(itos) if isinstance(itos, (str, Path)) else _itos(itos)
+    itos = _read_itos(itos)
     return fastai_to_fitlam(raw), itos, where
 
 def remap_lm_state(state: dict[str, Tensor], old_itos: Sequence[str], vocab: Vocab | Sequence[str]) -> dict[str, Tensor]:
