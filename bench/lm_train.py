@@ -8,7 +8,8 @@ bptt 70, two sides train on the same token stream:
   an `LMDataLoader`, as ../shared/peer/peer_lm_bench.py builds it (run with the peer's python);
 - fitlam: as users run it, `language_model_learner(data, config).fit_one_cycle(1, lr, moms=(0.8, 0.7, 0.8))`
   over a `TextLMDataBunch` of the same stream (fixed bptt, like fastai's loader): its tied decoder on oneDNN
-  (`decoder_linear`), its lean `lm_cross_entropy` (or `F.cross_entropy` with `--loss torch`), AR/TAR (alpha 2, beta 1), fused AdamW
+  fused with its lean `lm_cross_entropy` in training (the logits never written whole; `F.cross_entropy` on
+  logits with `--loss torch`), AR/TAR (alpha 2, beta 1), fused AdamW
   (eps 1e-5, decoupled wd 0.01, none on biases) and the same one-cycle schedule as fastai's (lr from
   lr/25 to lr over 25% of the batches then down to lr/1e5, momentum 0.8 -> 0.7 -> 0.8). The fit runs
   in a thread that trains one batch per request, so both learners can take turns in one process.
@@ -26,7 +27,7 @@ ones, so both see the same machine and neither always inherits the other's freed
 and a standalone speed. The same run measures the machine's fp32 GFLOP/s, as the best of a 2048^3
 `torch.matmul` (MKL) and one LSTM layer alone (oneDNN, which is ~1.8x faster than MKL on this AMD CPU),
 and the fraction of it each side reaches (LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). Options: `--ablate-loss` also
-interleaves fitlam with `F.cross_entropy`; `--malloc-tuned` repeats the interleaved run with glibc
+interleaves fitlam with `F.cross_entropy`; `--ablate-fuse` with logits and `lm_cross_entropy` instead of the fused decoder + loss; `--malloc-tuned` repeats the interleaved run with glibc
 told to keep freed memory (no page faults on big buffers); `--bf16-batches` times fitlam under bf16
 autocast.
 
@@ -157,7 +158,7 @@ class FitlamTrainer:
                                seed=a.seed, variable_bptt=False)          # fixed bptt, as fastai's LMDataLoader: same batch shapes
         self.n_total = len(data.train_dl)
         self.learn = learn = language_model_learner(data, AWDLSTMConfig(emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers), drop_mult=a.drop_mult,
-                                                    device='cpu', bf16=a.bf16, progress=False, metrics=[])
+                                                    device='cpu', bf16=a.bf16, progress=False, metrics=[], fuse_loss=not a.no_fuse)
         if a.loss == 'torch': learn.loss_func = lambda pred, yb: F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
         self.go, self.done, self.stop, self.error = threading.Semaphore(0), threading.Semaphore(0), False, None
         self.dt, self.loss = None, None
@@ -254,6 +255,9 @@ def interleaved_worker(a):
     if a.ablate_loss:
         b = argparse.Namespace(**{**vars(a), 'loss': 'torch'})
         trainers['fitlam-torch-ce'] = FitlamTrainer(b)
+    if a.ablate_fuse:
+        b = argparse.Namespace(**{**vars(a), 'no_fuse': True})
+        trainers['fitlam-unfused'] = FitlamTrainer(b)
     rec = {k: [] for side in ['fastai', *trainers] for k in (side, f'{side}_loss')}
 
     def fitlam_steps():
@@ -300,7 +304,7 @@ def side_cmd(a, side: str, emb: int, hid: int, layers: int, batches: int, warmup
               '--seed', str(a.seed), '--threads', str(a.threads), '--corpus', str(a.corpus_path),
               '--emb', str(emb), '--hid', str(hid), '--layers', str(layers), '--drop-mult', str(a.drop_mult)]
     if side == 'fastai': return [a.peer_python, str(PEER_SCRIPT)] + common
-    if side == 'interleaved': return [a.peer_python, __file__, '--interleaved-worker', '--loss', a.loss] + common + ['--ablate-loss'] * a.ablate_loss
+    if side == 'interleaved': return [a.peer_python, __file__, '--interleaved-worker', '--loss', a.loss] + common + ['--ablate-loss'] * a.ablate_loss + ['--ablate-fuse'] * a.ablate_fuse
     loss = 'torch' if side == 'fitlam-torch-ce' else a.loss
     return [sys.executable, __file__, '--worker', '--loss', loss] + common + (['--bf16'] if bf16 else [])
 
@@ -327,6 +331,8 @@ def main():
                     help="fitlam's loss: `lm_cross_entropy` (lean) or `F.cross_entropy` (torch)")
     ap.add_argument('--bf16-batches', type=int, default=1, help='timed bf16-autocast batches of fitlam on the smallest config (0: skip)')
     ap.add_argument('--ablate-loss', action='store_true', help='also interleave fitlam with F.cross_entropy (fitlam-torch-ce)')
+    ap.add_argument('--ablate-fuse', action='store_true', help='also interleave fitlam with logits and lm_cross_entropy, not the fused decoder + loss (fitlam-unfused)')
+    ap.add_argument('--no-fuse', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--malloc-tuned', action='store_true', help=f'also run both sides with {MALLOC_TUNED}')
     ap.add_argument('--malloc-rounds', type=int, default=1, help='interleaved runs per config with --malloc-tuned')
     ap.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
@@ -389,18 +395,19 @@ def main():
           f'one LSTM layer alone, fwd + bwd: ' + ', '.join(f'hid {c.split(",")[1]}: {g:.0f}' for c, g in lstm_gf.items()) + ' GFLOP/s; '
           f'best fp32 kernel {peak:.0f} GFLOP/s; load average {load0[0]} -> {meta["loadavg_end"][0]})\n')
     print('| model (emb/hid/layers) | allocator | fastai tok/s | fitlam tok/s | speed-up | % of the best fp32 kernel, fitlam (fastai) | '
-          'loss first -> last, fastai | fitlam | fitlam with F.cross_entropy | separate processes: fastai / fitlam tok/s, peak RSS |')
+          'loss first -> last, fastai | fitlam | fitlam ablations, interleaved | separate processes: fastai / fitlam tok/s, peak RSS |')
     print('|---|---|---|---|---|---|---|---|---|---|')
     for v in results.values():
         if 'summary' not in v: continue
         fa, fl, sep = v['summary']['fastai'], v['summary']['fitlam'], v['separate']
         flops = lm_flops_per_token(v['emb'], v['hid'], v['layers'], a.vocab)
         pct = lambda t: 100 * t * flops / 1e9 / peak
-        ab = v['summary'].get('fitlam-torch-ce')
+        abl = {k: s for k, s in v['summary'].items() if k.startswith('fitlam-')}
+        ab = '; '.join(f'{k[7:]}: {s["tokens_per_s"]:,.0f} tok/s ({s["tokens_per_s"] / fa["tokens_per_s"]:.2f}x)' for k, s in abl.items())
         print(f'| {v["emb"]}/{v["hid"]}/{v["layers"]} | {v["env"]} | {fa["tokens_per_s"]:,.0f} | {fl["tokens_per_s"]:,.0f} | '
               f'**{fl["tokens_per_s"] / fa["tokens_per_s"]:.2f}x** | {pct(fl["tokens_per_s"]):.0f}% ({pct(fa["tokens_per_s"]):.0f}%) | '
               f'{fa["first_loss"]:.3f} -> {fa["last_loss"]:.3f} | {fl["first_loss"]:.3f} -> {fl["last_loss"]:.3f} | '
-              + (f'{ab["tokens_per_s"]:,.0f} tok/s ({ab["tokens_per_s"] / fa["tokens_per_s"]:.2f}x) | ' if ab else '- | ')
+              + f'{ab or "-"} | '
               + (f'{sep["fastai"]["tokens_per_s_from_median_batch"]:,.0f} / {sep["fitlam"]["tokens_per_s_from_median_batch"]:,.0f} tok/s, '
                  f'{sep["fastai"]["peak_rss_mb"]:,.0f} / {sep["fitlam"]["peak_rss_mb"]:,.0f} MB |' if sep else '- |'))
     if 'bf16' in results:

@@ -148,6 +148,18 @@ def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
 
 class LMLearner(TextLearner):
     "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text."
+    def __init__(self, *args, fuse_loss: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fuse_loss = fuse_loss
+
+    def _do_train(self):
+        "Train with the decoder and `lm_cross_entropy` fused (`fuse_loss`, `LanguageModel.defer_decoder`); the model returns logits again afterwards."
+        lm = getattr(self.model, 'module', self.model)                  # under DDP, the wrapped model
+        if not (self.fuse_loss and self.loss_func is lm_cross_entropy and isinstance(lm, LanguageModel)): return super()._do_train()
+        old, lm.defer_decoder = lm.defer_decoder, True
+        try: super()._do_train()
+        finally: lm.defer_decoder = old
+
     def fine_tune(self, epochs: int = 1, lr: float = ULMFIT_LM_LR, lr_factor: float = ULMFIT_LR_FACTOR, freeze_epochs: int = 0,
                   freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True) -> pd.DataFrame:
         "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (÷`lr_factor`) on STLR, after `freeze_epochs` of the last group only."

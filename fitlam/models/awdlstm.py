@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math, warnings
 from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from ..core import FitlamError
 # %% auto #0
 __all__ = ['DROPOUTS', 'FASTAI_LM_CONFIG', 'FASTAI_CLAS_CONFIG', 'PAPER_CONFIG', 'AWD_LSTM_CONFIGS', 'HiddenState',
            'AWDLSTMConfig', 'dropout_mask', 'RNNDropout', 'int8_lstm', 'WeightDropLSTM', 'AWDLSTM', 'decoder_linear',
-           'LanguageModel', 'get_language_model', 'lm_cross_entropy']
+           'DecoderInput', 'LanguageModel', 'get_language_model', 'lm_cross_entropy', 'decoder_cross_entropy']
 
 # %% ../../nbs/20_models.awdlstm.ipynb #c3a223fa
 DROPOUTS = ('output_p', 'hidden_p', 'input_p', 'embed_p', 'weight_p')
@@ -240,10 +241,14 @@ def _onednn_ok(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu')
             and not torch.jit.is_tracing() and not torch.jit.is_scripting())
 
-def _weight_grad(grad: Tensor, x: Tensor, block: int = 1024) -> Tensor:
-    "G^T H for G (n, out), H (n, in): blocks of `block` output rows, each a transposed copy of G's columns (it stays in cache) fed to oneDNN."
-    xt, gw = x.t().contiguous(), grad.new_empty(grad.shape[1], x.shape[1])
-    for s in range(0, grad.shape[1], block): gw[s:s + block] = _onednn_linear(grad[:, s:s + block].t().contiguous(), xt, None, 'none', [], '')
+def _weight_grad(grad: Tensor, x: Tensor, block: int = 1024, out: Tensor | None = None) -> Tensor:
+    "G^T H for G (n, out), H (n, in) (added to `out` if given): blocks of `block` output rows, each a transposed copy of G's columns (it stays in cache) fed to oneDNN."
+    xt = x.t().contiguous()
+    gw = grad.new_empty(grad.shape[1], x.shape[1]) if out is None else out
+    for s in range(0, grad.shape[1], block):
+        prod = _onednn_linear(grad[:, s:s + block].t().contiguous(), xt, None, 'none', [], '')
+        if out is None: gw[s:s + block] = prod
+        else: gw[s:s + block] += prod
     return gw
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -270,6 +275,19 @@ def decoder_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
     return _OneDNNLinear.apply(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 # %% ../../nbs/20_models.awdlstm.ipynb #bbfa1bbe
+class DecoderInput(NamedTuple):
+    "What `LanguageModel` returns in training when `defer_decoder` is set: the decoder's input (bs, sl, emb_sz) and weights, for `lm_cross_entropy`."
+    hidden: Tensor
+    weight: Tensor
+    bias: Tensor | None
+
+    @property
+    def shape(self) -> torch.Size: return torch.Size((*self.hidden.shape[:-1], self.weight.shape[0]))  # the logits' shape
+
+    def logits(self) -> Tensor:
+        "The logits (bs, sl, vocab_sz) the model would have returned."
+        return decoder_linear(self.hidden, self.weight, self.bias)
+
 class LanguageModel(nn.Module):
     "An AWD-LSTM encoder and a linear decoder tied to its embedding: `model(xb)` returns logits (bs, sl, vocab_sz)."
     def __init__(self, vocab_sz: int, config: AWDLSTMConfig = FASTAI_LM_CONFIG):
@@ -281,15 +299,17 @@ class LanguageModel(nn.Module):
         else: nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         if config.out_bias: nn.init.zeros_(self.decoder.bias)
         self.last_rnn_outputs: tuple[Tensor, Tensor] | None = None
+        self.defer_decoder = False          # the learner sets it while it trains with `lm_cross_entropy` (see below)
 
     @property
     def config(self) -> AWDLSTMConfig: return self.encoder.config
 
-    def forward(self, xb: Tensor) -> Tensor:
+    def forward(self, xb: Tensor) -> Tensor | DecoderInput:
         raw = self.encoder(xb)                                  # (bs, sl, emb_sz)
         dropped = self.output_dp(raw)
         self.last_rnn_outputs = (raw, dropped) if self.training else None
         if not self._plain_decoder(): return self.decoder(dropped)
+        if self.training and self.defer_decoder: return DecoderInput(dropped, self.decoder.weight, self.decoder.bias)
         return decoder_linear(dropped, self.decoder.weight, self.decoder.bias)   # (bs, sl, vocab_sz): `self.decoder(dropped)`, faster
 
     def _plain_decoder(self) -> bool:
@@ -337,11 +357,56 @@ class _LMCrossEntropy(torch.autograd.Function):
         grad[torch.arange(n, device=grad.device), target] -= scale.to(grad.dtype)  # - onehot(y) / n
         return grad, None, None
 
-def lm_cross_entropy(pred: Tensor, yb: Tensor, block: int | None = None) -> Tensor:
-    "Return the mean cross-entropy of logits `pred` (..., vocab) against ids `yb` (...), as `F.cross_entropy` but leaner in memory on the CPU."
+def lm_cross_entropy(pred: Tensor | DecoderInput, yb: Tensor, block: int | None = None) -> Tensor:
+    "Return the mean cross-entropy of logits `pred` (..., vocab) (or of the logits a `DecoderInput` stands for) against ids `yb` (...), as `F.cross_entropy` but leaner in memory on the CPU."
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'lm_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
     if block is not None and not (isinstance(block, int) and block >= 1): raise FitlamError(f'lm_cross_entropy: block={block!r}; expected an integer >= 1 or None')
+    if isinstance(pred, DecoderInput): return decoder_cross_entropy(pred, yb, block)
     pred, yb = pred.reshape(-1, pred.shape[-1]), yb.reshape(-1)
     if block is None and pred.device.type != 'cpu':         # a GPU: one fused kernel beats hundreds of small per-block ones
         return F.cross_entropy(pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred, yb)
     return _LMCrossEntropy.apply(pred, yb, 64 if block is None else block)
+
+# %% ../../nbs/20_models.awdlstm.ipynb #6ad083ec
+class _DecoderCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, rows: int) -> Tensor:
+        n = x.shape[0]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        wt = weight.t().contiguous() if need_x else None
+        gx = torch.empty_like(x) if need_x else None
+        gw = torch.zeros_like(weight) if need_w else None
+        gb = torch.zeros_like(bias) if bias is not None and need_b else None
+        total = x.new_zeros((), dtype=torch.float64)
+        for s in range(0, n, rows):                                     # a (rows, vocab) block of logits at a time, in cache
+            xs, ys = x[s:s + rows], target[s:s + rows]
+            z = _onednn_linear(xs, weight, bias, 'none', [], '')
+            zy = z.gather(1, ys[:, None]).squeeze(1)
+            m = z.amax(1, keepdim=True)
+            e = z.sub_(m).exp_()                                        # e^(z - max), in place
+            se = e.sum(1, keepdim=True)
+            total += (m.squeeze(1) + se.squeeze(1).log() - zy).sum()    # log-sum-exp - z_y
+            if not (need_x or need_w or need_b): continue
+            g = e.mul_(se.reciprocal_().div_(n))                        # softmax / N
+            g[torch.arange(len(ys), device=g.device), ys] -= 1 / n      # - onehot(y) / N
+            if gx is not None: gx[s:s + rows] = _onednn_linear(g, wt, None, 'none', [], '')   # g E
+            if gw is not None: _weight_grad(g, xs, out=gw)                                   # += g^T h
+            if gb is not None: gb += g.sum(0)
+        ctx.grads = gx, gw, gb
+        return (total / n).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss: Tensor):
+        grads, ctx.grads = ctx.grads, None
+        scaled = [None if g is None else (g if bool(grad_loss == 1) else g.mul_(grad_loss)) for g in grads]
+        return *scaled, None, None
+
+def decoder_cross_entropy(pred: DecoderInput, yb: Tensor, block: int | None = None) -> Tensor:
+    "`lm_cross_entropy(pred.logits(), yb)` without ever writing the logits whole: blocks of `block` rows (default ~16 MB of logits) on the fp32 CPU path."
+    if not isinstance(pred, DecoderInput): raise FitlamError(f'decoder_cross_entropy: pred is a {type(pred).__name__}, expected a DecoderInput')
+    if pred.shape[:-1] != yb.shape: raise FitlamError(f'decoder_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
+    x = pred.hidden.reshape(-1, pred.hidden.shape[-1]).contiguous()
+    if not _onednn_ok(x, pred.weight, pred.bias): return lm_cross_entropy(pred.logits(), yb, block)
+    rows = block if block is not None else max(16, (1 << 22) // pred.weight.shape[0])
+    return _DecoderCrossEntropy.apply(x, pred.weight, pred.bias, yb.reshape(-1), rows)
