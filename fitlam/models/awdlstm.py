@@ -309,7 +309,8 @@ class LanguageModel(nn.Module):
         dropped = self.output_dp(raw)
         self.last_rnn_outputs = (raw, dropped) if self.training else None
         if not self._plain_decoder(): return self.decoder(dropped)
-        if self.training and self.defer_decoder: return DecoderInput(dropped, self.decoder.weight, self.decoder.bias)
+        if self.training and self.defer_decoder and _onednn_ok(dropped, self.decoder.weight, self.decoder.bias):
+            return DecoderInput(dropped, self.decoder.weight, self.decoder.bias)   # for the fused loss (below): fp32 on the CPU
         return decoder_linear(dropped, self.decoder.weight, self.decoder.bias)   # (bs, sl, vocab_sz): `self.decoder(dropped)`, faster
 
     def _plain_decoder(self) -> bool:
