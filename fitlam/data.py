@@ -203,6 +203,13 @@ class _Corpora:
         return tokenize_corpus(source, self.tokenizer, cache_dir=self.cache_dir, n_workers=self.n_workers, progress=self.progress)
 
     @staticmethod
+    def check_vocab_args(vocab, pretrained):
+        "A finished `vocab` and words to keep in a vocab built here (`pretrained_vocab`) cannot both be given."
+        if vocab is not None and pretrained is not None:
+            raise FitlamError('vocab= and pretrained_vocab= were both given: pass vocab= (a finished vocab, e.g. the LM data bunch\'s) '
+                              'or pretrained_vocab= (the pretrained LM whose words a vocab built here keeps), not both')
+
+    @staticmethod
     def vocab(train: Sequence[tuple[TokenizedCorpus, np.ndarray | None]], max_vocab: int, min_freq: int, pretrained=None) -> Vocab:
         "The vocab of the training documents (`(corpus, doc indices or None for all)` pairs), keeping the words of a `pretrained` LM."
         counts = Counter()
@@ -331,6 +338,7 @@ class TextLMDataBunch(_Bunch):
         `pretrained_vocab` (the LM you will fine-tune, as `language_model_learner(pretrained=)` takes it, or its vocab):
         its words stay in the vocab however rare or absent here (within `max_vocab`), so they keep their pretrained
         embeddings, in the validation and test texts too."""
+        _Corpora.check_vocab_args(vocab, pretrained_vocab)
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
         corpora = [cp.tokenize(as_source(s)) for s in [train, *extra]]
@@ -423,6 +431,7 @@ class TextClasDataBunch(_Bunch):
                      tokenizer: Tokenizer | None = None, vocab: Vocab | None = None, max_vocab: int = 60_000, min_freq: int = 3,
                      pretrained_vocab=None, cache_dir=None, n_workers: int | None = None, progress: bool = True, **kwargs) -> TextClasDataBunch:
         "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`."
+        _Corpora.check_vocab_args(vocab, pretrained_vocab)
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         tc = cp.tokenize(as_source(train))
         if len(train_labels) != len(tc): raise FitlamError(f'{len(train_labels)} labels for {len(tc)} training texts')
