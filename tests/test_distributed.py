@@ -105,10 +105,10 @@ def summary(learn, seen, history=None):
                 batches=seen.batches, cbs=seen.cbs)
 
 
-def fit(learn, ddp, n_epoch=1, method='fit', **kwargs):
+def fit(learn, ddp, n_epoch=1, method='fit', ddp_kwargs=None, **kwargs):
     seen = Seen()
     learn.add_cb(seen)
-    with distributed(learn) if ddp else _null():
+    with distributed(learn, **(ddp_kwargs or {})) if ddp else _null():
         history = getattr(learn, method)(n_epoch, **kwargs)
     return summary(learn, seen, history if method == 'fine_tune' else None)
 
@@ -146,6 +146,15 @@ def language_model(ddp):
     learn = Learner(data, get_language_model(V, TINY, drop_mult=0.), lm_cross_entropy, lr=1e-2, progress=False,
                     cbs=RNNRegularizer(alpha=2., beta=1.), metrics=[Accuracy(), Perplexity()])
     return fit(learn, ddp)
+
+
+def lm_learner_find_unused(ddp):
+    "An `LMLearner` (its decoder fused with the loss: the model returns a `DecoderInput`) under DDP(find_unused_parameters=True)."
+    df = synth_corpus(60, seed=8)
+    data = TextLMDataBunch.from_texts(df.text.tolist(), bs=6, bptt=10, seed=8, progress=False, n_workers=0)
+    torch.manual_seed(8)
+    learn = language_model_learner(data, TINY, drop_mult=0., lr=1e-2, progress=False)
+    return fit(learn, ddp, 1, ddp_kwargs=dict(find_unused_parameters=True))
 
 
 def classifier(ddp):
@@ -205,7 +214,7 @@ def ulmfit_clas(ddp, lm):
 
 
 SCENARIOS = dict(regression=regression, placeholder_unfreezing=placeholder_unfreezing, language_model=language_model,
-                 classifier=classifier)
+                 lm_learner_find_unused=lm_learner_find_unused, classifier=classifier)
 PIPELINE = ['ulmfit_lm', 'ulmfit_clas']
 
 

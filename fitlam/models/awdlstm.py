@@ -275,7 +275,8 @@ def decoder_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
     return _OneDNNLinear.apply(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 # %% ../../nbs/20_models.awdlstm.ipynb #bbfa1bbe
-class DecoderInput(NamedTuple):
+@dataclass(frozen=True)
+class DecoderInput:
     "What `LanguageModel` returns in training when `defer_decoder` is set: the decoder's input (bs, sl, emb_sz) and weights, for `lm_cross_entropy`."
     hidden: Tensor
     weight: Tensor
@@ -287,6 +288,12 @@ class DecoderInput(NamedTuple):
     def logits(self) -> Tensor:
         "The logits (bs, sl, vocab_sz) the model would have returned."
         return decoder_linear(self.hidden, self.weight, self.bias)
+
+    def __getattr__(self, name: str):                   # only for names it lacks: a tensor's methods, say
+        if name.startswith('__'): raise AttributeError(name)
+        raise AttributeError(f"'DecoderInput' has no attribute {name!r}: while an LMLearner trains, its model returns the decoder's "
+                             'input, not logits (the fused loss, `fuse_loss=True`); `.logits()` computes them, or build the '
+                             'learner with `fuse_loss=False`')
 
 class LanguageModel(nn.Module):
     "An AWD-LSTM encoder and a linear decoder tied to its embedding: `model(xb)` returns logits (bs, sl, vocab_sz)."
@@ -309,8 +316,9 @@ class LanguageModel(nn.Module):
         dropped = self.output_dp(raw)
         self.last_rnn_outputs = (raw, dropped) if self.training else None
         if not self._plain_decoder(): return self.decoder(dropped)
-        if self.training and self.defer_decoder and _onednn_ok(dropped, self.decoder.weight, self.decoder.bias):
-            return DecoderInput(dropped, self.decoder.weight, self.decoder.bias)   # for the fused loss (below): fp32 on the CPU
+        w, b = self.decoder.weight, self.decoder.bias
+        if self.training and self.defer_decoder and _onednn_ok(dropped, w, b):   # for the fused loss (below): fp32 on the CPU
+            return DecoderInput(dropped, w.view_as(w), None if b is None else b.view_as(b))  # views: autograd (and DDP) see them used here
         return decoder_linear(dropped, self.decoder.weight, self.decoder.bias)   # (bs, sl, vocab_sz): `self.decoder(dropped)`, faster
 
     def _plain_decoder(self) -> bool:
@@ -371,9 +379,9 @@ def lm_cross_entropy(pred: Tensor | DecoderInput, yb: Tensor, block: int | None 
 # %% ../../nbs/20_models.awdlstm.ipynb #6ad083ec
 class _DecoderCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, rows: int) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, rows: int, grad_on: bool) -> Tensor:
         n = x.shape[0]
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x, need_w, need_b = (grad_on and need for need in ctx.needs_input_grad[:3])
         wt = weight.t().contiguous() if need_x else None
         gx = torch.empty_like(x) if need_x else None
         gw = torch.zeros_like(weight) if need_w else None
@@ -399,15 +407,18 @@ class _DecoderCrossEntropy(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss: Tensor):
+        if ctx.grads is None:
+            raise FitlamError('lm_cross_entropy: a second backward pass through the fused decoder + loss (retain_graph=True); '
+                              'it hands its gradients over once: use `lm_cross_entropy(pred.logits(), yb)`, or `fuse_loss=False`')
         grads, ctx.grads = ctx.grads, None
         scaled = [None if g is None else (g if bool(grad_loss == 1) else g.mul_(grad_loss)) for g in grads]
-        return *scaled, None, None
+        return *scaled, None, None, None
 
 def decoder_cross_entropy(pred: DecoderInput, yb: Tensor, block: int | None = None) -> Tensor:
-    "`lm_cross_entropy(pred.logits(), yb)` without ever writing the logits whole: blocks of `block` rows (default ~16 MB of logits) on the fp32 CPU path."
+    "`lm_cross_entropy(pred.logits(), yb)` without ever writing the logits whole: blocks of `block` rows (default: ~16 MB of logits, at least 256 rows) on the fp32 CPU path."
     if not isinstance(pred, DecoderInput): raise FitlamError(f'decoder_cross_entropy: pred is a {type(pred).__name__}, expected a DecoderInput')
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'decoder_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
     x = pred.hidden.reshape(-1, pred.hidden.shape[-1]).contiguous()
     if not _onednn_ok(x, pred.weight, pred.bias): return lm_cross_entropy(pred.logits(), yb, block)
-    rows = block if block is not None else max(16, (1 << 22) // pred.weight.shape[0])
-    return _DecoderCrossEntropy.apply(x, pred.weight, pred.bias, yb.reshape(-1), rows)
+    rows = block if block is not None else max(256, (1 << 22) // pred.weight.shape[0])   # ~16 MB of logits, >= 256 rows (`bench/lm_loss.py`)
+    return _DecoderCrossEntropy.apply(x, pred.weight, pred.bias, yb.reshape(-1), rows, torch.is_grad_enabled())
