@@ -26,7 +26,9 @@ checkout; same torch 2.13.0): fitlam's batch runs after fastai's on even batches
 ones, so both see the same machine and neither always inherits the other's freed memory. Separate processes (the peer's own script, and fitlam alone) give the peak RSS of each side
 and a standalone speed. The same run measures the machine's fp32 GFLOP/s, as the best of a 2048^3
 `torch.matmul` (MKL) and one LSTM layer alone (oneDNN, which is ~1.8x faster than MKL on this AMD CPU),
-and the fraction of it each side reaches (LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). Options: `--ablate-loss` also
+and the fraction of it each side reaches (LSTM + decoder FLOPs, fwd + bwd = 3 x fwd). `--same-batches` feeds the interleaved
+fitlam learners fastai's own batches (ids mapped by word), so the two loss curves compare step by step on the same data
+(otherwise each side's loader cuts and shuffles the stream its own way). Options: `--ablate-loss` also
 interleaves fitlam with `F.cross_entropy`; `--ablate-fuse` with logits and `lm_cross_entropy` instead of the fused decoder + loss; `--malloc-tuned` repeats the interleaved run with glibc
 told to keep freed memory (no page faults on big buffers); `--bf16-batches` times fitlam under bf16
 autocast.
@@ -139,9 +141,10 @@ class FitlamTrainer:
     never compute at the same time, so fitlam's batches can be interleaved with fastai's in one process (a coroutine
     made of two semaphores). A batch is timed from the first callback's `before_batch` to the last one's `after_batch`.
     """
-    def __init__(self, a, import_root: bool = False):
+    def __init__(self, a, import_root: bool = False, fed=None):
+        "`fed`: a `queue.Queue` of (x, y) batches to train on instead of fitlam's own loader (`--same-batches`; None ends the fit)."
         if import_root: sys.path.insert(0, str(ROOT))            # when run by the peer's python (interleaved mode)
-        import threading
+        import threading, types
         import torch
         import torch.nn.functional as F
         from fitlam.callback import Callback, CancelFitException
@@ -160,6 +163,11 @@ class FitlamTrainer:
         self.learn = learn = language_model_learner(data, AWDLSTMConfig(emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers), drop_mult=a.drop_mult,
                                                     device='cpu', bf16=a.bf16, progress=False, metrics=[], fuse_loss=not a.no_fuse)
         if a.loss == 'torch': learn.loss_func = lambda pred, yb: F.cross_entropy(pred.reshape(-1, pred.shape[-1]), yb.reshape(-1))
+        self.fed = fed
+        if fed is not None:                                       # fastai's batches, as the interleaving callback hands them over
+            learn.data = types.SimpleNamespace(train_dl=FedLoader(fed, a.fed_batches), valid_dl=data.valid_dl, vocab=data.vocab,
+                                               tokenizer=data.tokenizer, bs=a.bs)
+            self.n_total = a.fed_batches
         self.go, self.done, self.stop, self.error = threading.Semaphore(0), threading.Semaphore(0), False, None
         self.dt, self.loss = None, None
         trainer = self
@@ -199,7 +207,20 @@ class FitlamTrainer:
         return dt, self.loss
 
     def close(self):
-        self.stop = True; self.go.release(); self.thread.join()
+        self.stop = True
+        if self.fed is not None: self.fed.put(None)               # a fit waiting for its next batch ends
+        self.go.release(); self.thread.join()
+
+
+class FedLoader:
+    "A training loader of `n` batches taken from a queue (None: no more)."
+    def __init__(self, q, n: int): self.q, self.n = q, n
+    def __len__(self): return self.n
+    def __iter__(self):
+        for _ in range(self.n):
+            item = self.q.get()
+            if item is None: return
+            yield item
 
 
 def fitlam_worker(a):
@@ -250,14 +271,20 @@ def interleaved_worker(a):
     dls = DataLoaders(train_dl, valid_dl, device='cpu'); dls.vocab = vocab
     cfg = dict(awd_lstm_lm_config, emb_sz=a.emb, n_hid=a.hid, n_layers=a.layers)
     learn = language_model_learner(dls, AWD_LSTM, config=cfg, pretrained=False, drop_mult=a.drop_mult)
-    tr = FitlamTrainer(a, import_root=True)
+    import queue
+    a.fed_batches = len(train_dl)
+    queues = []
+    def trainer(b, **kw):
+        q = queue.Queue() if a.same_batches else None
+        if q is not None: queues.append(q)
+        return FitlamTrainer(b, fed=q, **kw)
+    tr = trainer(a, import_root=True)
     trainers = {'fitlam': tr}
-    if a.ablate_loss:
-        b = argparse.Namespace(**{**vars(a), 'loss': 'torch'})
-        trainers['fitlam-torch-ce'] = FitlamTrainer(b)
-    if a.ablate_fuse:
-        b = argparse.Namespace(**{**vars(a), 'no_fuse': True})
-        trainers['fitlam-unfused'] = FitlamTrainer(b)
+    if a.ablate_loss: trainers['fitlam-torch-ce'] = trainer(argparse.Namespace(**{**vars(a), 'loss': 'torch'}))
+    if a.ablate_fuse: trainers['fitlam-unfused'] = trainer(argparse.Namespace(**{**vars(a), 'no_fuse': True}))
+    fa_itos = list(vocab)
+    to_fitlam = torch.tensor([tr.vocab.stoi.get(w, 0) for w in fa_itos])   # fastai id -> fitlam id, by the word
+    unmapped = sorted(w for w in fa_itos if w not in tr.vocab.stoi and not w.startswith('xxfake'))
     rec = {k: [] for side in ['fastai', *trainers] for k in (side, f'{side}_loss')}
 
     def fitlam_steps():
@@ -269,6 +296,9 @@ def interleaved_worker(a):
         "Time each fastai batch; run fitlam's batch after it on even batches, before it on odd ones (no side always follows the other)."
         order = 99                     # last, like the peer script's timer
         def before_batch(self):
+            if self.training and a.same_batches:                  # fitlam trains on this very batch, its ids mapped by word
+                x, y = (to_fitlam[t.as_subclass(torch.Tensor)] for t in (self.xb[0], self.yb[0]))
+                for q in queues: q.put((x, y))
             if self.training and self.iter % 2 == 1: fitlam_steps()
             self.t0 = time.perf_counter()
         def after_batch(self):
@@ -279,7 +309,8 @@ def interleaved_worker(a):
 
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, a.lr, cbs=Interleave())
     for t in trainers.values(): t.close()
-    out = dict(emb=a.emb, hid=a.hid, layers=a.layers, vocab_fastai=len(vocab), vocab_fitlam=len(tr.vocab))
+    out = dict(emb=a.emb, hid=a.hid, layers=a.layers, vocab_fastai=len(vocab), vocab_fitlam=len(tr.vocab), same_batches=a.same_batches,
+               unmapped_fastai_words=unmapped[:20])
     for side in ('fastai', *trainers):
         bt = rec[side][a.warmup:]
         out[side] = dict(batch_s_median=round(statistics.median(bt), 4), tokens_per_s_from_median_batch=round(a.bs * a.bptt / statistics.median(bt), 1),
@@ -304,7 +335,7 @@ def side_cmd(a, side: str, emb: int, hid: int, layers: int, batches: int, warmup
               '--seed', str(a.seed), '--threads', str(a.threads), '--corpus', str(a.corpus_path),
               '--emb', str(emb), '--hid', str(hid), '--layers', str(layers), '--drop-mult', str(a.drop_mult)]
     if side == 'fastai': return [a.peer_python, str(PEER_SCRIPT)] + common
-    if side == 'interleaved': return [a.peer_python, __file__, '--interleaved-worker', '--loss', a.loss] + common + ['--ablate-loss'] * a.ablate_loss + ['--ablate-fuse'] * a.ablate_fuse
+    if side == 'interleaved': return [a.peer_python, __file__, '--interleaved-worker', '--loss', a.loss] + common + ['--ablate-loss'] * a.ablate_loss + ['--ablate-fuse'] * a.ablate_fuse + ['--same-batches'] * a.same_batches
     loss = 'torch' if side == 'fitlam-torch-ce' else a.loss
     return [sys.executable, __file__, '--worker', '--loss', loss] + common + (['--bf16'] if bf16 else [])
 
@@ -333,6 +364,8 @@ def main():
     ap.add_argument('--ablate-loss', action='store_true', help='also interleave fitlam with F.cross_entropy (fitlam-torch-ce)')
     ap.add_argument('--ablate-fuse', action='store_true', help='also interleave fitlam with logits and lm_cross_entropy, not the fused decoder + loss (fitlam-unfused)')
     ap.add_argument('--no-fuse', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--same-batches', action='store_true',
+                    help="interleaved runs: fitlam trains on fastai's batches (ids mapped by word), so the losses compare step by step")
     ap.add_argument('--malloc-tuned', action='store_true', help=f'also run both sides with {MALLOC_TUNED}')
     ap.add_argument('--malloc-rounds', type=int, default=1, help='interleaved runs per config with --malloc-tuned')
     ap.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
@@ -393,7 +426,8 @@ def main():
           f'{a.batches} timed batches after {a.warmup} warm-up, {a.rounds} run(s) per row; '
           f'fp32 matmul {gf:.0f} GFLOP/s (2048^3, best of {len(gflops)} in this run, median {statistics.median(gflops):.0f}); '
           f'one LSTM layer alone, fwd + bwd: ' + ', '.join(f'hid {c.split(",")[1]}: {g:.0f}' for c, g in lstm_gf.items()) + ' GFLOP/s; '
-          f'best fp32 kernel {peak:.0f} GFLOP/s; load average {load0[0]} -> {meta["loadavg_end"][0]})\n')
+          f'best fp32 kernel {peak:.0f} GFLOP/s; load average {load0[0]} -> {meta["loadavg_end"][0]}'
+          + ("; interleaved fitlam trains on fastai's batches (--same-batches)" if a.same_batches else '') + ')\n')
     print('| model (emb/hid/layers) | allocator | fastai tok/s | fitlam tok/s | speed-up | % of the best fp32 kernel, fitlam (fastai) | '
           'loss first -> last, fastai | fitlam | fitlam ablations, interleaved | separate processes: fastai / fitlam tok/s, peak RSS |')
     print('|---|---|---|---|---|---|---|---|---|---|')

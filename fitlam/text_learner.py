@@ -147,7 +147,7 @@ def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
     return replace(base, **{k: v for k, v in stored.items() if k not in DROPOUTS})
 
 class LMLearner(TextLearner):
-    "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text."
+    "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text; `fuse_loss`: train with the decoder and the loss in one pass."
     def __init__(self, *args, fuse_loss: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fuse_loss = fuse_loss

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import math, warnings
 from dataclasses import dataclass, fields, replace
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -319,7 +318,7 @@ class LanguageModel(nn.Module):
         w, b = self.decoder.weight, self.decoder.bias
         if self.training and self.defer_decoder and _onednn_ok(dropped, w, b):   # for the fused loss (below): fp32 on the CPU
             return DecoderInput(dropped, w.view_as(w), None if b is None else b.view_as(b))  # views: autograd (and DDP) see them used here
-        return decoder_linear(dropped, self.decoder.weight, self.decoder.bias)   # (bs, sl, vocab_sz): `self.decoder(dropped)`, faster
+        return decoder_linear(dropped, w, b)                    # (bs, sl, vocab_sz): `self.decoder(dropped)`, faster
 
     def _plain_decoder(self) -> bool:
         "Whether `self.decoder` is a plain `nn.Linear` without hooks (not quantized, pruned or observed): then `decoder_linear` may stand in for it."
@@ -366,10 +365,13 @@ class _LMCrossEntropy(torch.autograd.Function):
         grad[torch.arange(n, device=grad.device), target] -= scale.to(grad.dtype)  # - onehot(y) / n
         return grad, None, None
 
+def _check_block(name: str, block):
+    if block is not None and not (isinstance(block, int) and block >= 1): raise FitlamError(f'{name}: block={block!r}; expected an integer >= 1 or None')
+
 def lm_cross_entropy(pred: Tensor | DecoderInput, yb: Tensor, block: int | None = None) -> Tensor:
     "Return the mean cross-entropy of logits `pred` (..., vocab) (or of the logits a `DecoderInput` stands for) against ids `yb` (...), as `F.cross_entropy` but leaner in memory on the CPU."
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'lm_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
-    if block is not None and not (isinstance(block, int) and block >= 1): raise FitlamError(f'lm_cross_entropy: block={block!r}; expected an integer >= 1 or None')
+    _check_block('lm_cross_entropy', block)
     if isinstance(pred, DecoderInput): return decoder_cross_entropy(pred, yb, block)
     pred, yb = pred.reshape(-1, pred.shape[-1]), yb.reshape(-1)
     if block is None and pred.device.type != 'cpu':         # a GPU: one fused kernel beats hundreds of small per-block ones
@@ -418,6 +420,7 @@ def decoder_cross_entropy(pred: DecoderInput, yb: Tensor, block: int | None = No
     "`lm_cross_entropy(pred.logits(), yb)` without ever writing the logits whole: blocks of `block` rows (default: ~16 MB of logits, at least 256 rows) on the fp32 CPU path."
     if not isinstance(pred, DecoderInput): raise FitlamError(f'decoder_cross_entropy: pred is a {type(pred).__name__}, expected a DecoderInput')
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'decoder_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
+    _check_block('decoder_cross_entropy', block)
     x = pred.hidden.reshape(-1, pred.hidden.shape[-1]).contiguous()
     if not _onednn_ok(x, pred.weight, pred.bias): return lm_cross_entropy(pred.logits(), yb, block)
     rows = block if block is not None else max(256, (1 << 22) // pred.weight.shape[0])   # ~16 MB of logits, >= 256 rows (`bench/lm_loss.py`)
