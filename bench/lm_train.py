@@ -33,7 +33,7 @@ interleaves fitlam with `F.cross_entropy`; `--ablate-fuse` with logits and `lm_c
 told to keep freed memory (no page faults on big buffers); `--bf16-batches` times fitlam under bf16
 autocast.
 
-    python bench/lm_train.py --rounds 2 --ablate-loss --malloc-tuned        # the documented run (~40 min)
+    python bench/lm_train.py --rounds 2 --bf16-batches 3 --ablate-fuse --same-batches   # the documented run (~13 min)
     python bench/lm_train.py --configs 200,512,2 --batches 5 --bf16-batches 0   # a quick look
 """
 from __future__ import annotations
