@@ -148,13 +148,17 @@ def language_model(ddp):
     return fit(learn, ddp)
 
 
+def synth_lm_learner(n_texts: int, seed: int):
+    "A tiny `language_model_learner` (dropouts off) on an LM data bunch of `n_texts` synthetic texts."
+    df = synth_corpus(n_texts, seed=seed)
+    data = TextLMDataBunch.from_texts(df.text.tolist(), bs=6, bptt=10, seed=seed, progress=False, n_workers=0)
+    torch.manual_seed(seed)
+    return language_model_learner(data, TINY, drop_mult=0., lr=1e-2, progress=False)
+
+
 def lm_learner_find_unused(ddp):
     "An `LMLearner` (its decoder fused with the loss: the model returns a `DecoderInput`) under DDP(find_unused_parameters=True)."
-    df = synth_corpus(60, seed=8)
-    data = TextLMDataBunch.from_texts(df.text.tolist(), bs=6, bptt=10, seed=8, progress=False, n_workers=0)
-    torch.manual_seed(8)
-    learn = language_model_learner(data, TINY, drop_mult=0., lr=1e-2, progress=False)
-    return fit(learn, ddp, 1, ddp_kwargs=dict(find_unused_parameters=True))
+    return fit(synth_lm_learner(60, seed=8), ddp, 1, ddp_kwargs=dict(find_unused_parameters=True))
 
 
 def classifier(ddp):
@@ -194,12 +198,9 @@ def checkpoints(ddp, folder):
 
 def ulmfit_lm(ddp):
     "The real pipeline, part 1: an LM data bunch of the synthetic corpus; ULMFiT LM fine-tuning (frozen epoch, then all layers, STLR)."
-    df = synth_corpus(120, seed=5)
-    data = TextLMDataBunch.from_texts(df.text.tolist(), bs=6, bptt=10, seed=5, progress=False, n_workers=0)
-    torch.manual_seed(5)
-    learn = language_model_learner(data, TINY, drop_mult=0., lr=1e-2, progress=False)
+    learn = synth_lm_learner(120, seed=5)
     out = fit(learn, ddp, 1, 'fine_tune', freeze_epochs=1, verbose=False)
-    out['encoder'], out['vocab'] = learn.model.encoder.state_dict(), data.vocab
+    out['encoder'], out['vocab'] = learn.model.encoder.state_dict(), learn.data.vocab
     return out
 
 

@@ -370,9 +370,9 @@ def _check_block(name: str, block):
 
 def lm_cross_entropy(pred: Tensor | DecoderInput, yb: Tensor, block: int | None = None) -> Tensor:
     "Return the mean cross-entropy of logits `pred` (..., vocab) (or of the logits a `DecoderInput` stands for) against ids `yb` (...), as `F.cross_entropy` but leaner in memory on the CPU."
+    if isinstance(pred, DecoderInput): return decoder_cross_entropy(pred, yb, block)   # which checks its arguments
     if pred.shape[:-1] != yb.shape: raise FitlamError(f'lm_cross_entropy: pred {tuple(pred.shape)} and yb {tuple(yb.shape)} do not match')
     _check_block('lm_cross_entropy', block)
-    if isinstance(pred, DecoderInput): return decoder_cross_entropy(pred, yb, block)
     pred, yb = pred.reshape(-1, pred.shape[-1]), yb.reshape(-1)
     if block is None and pred.device.type != 'cpu':         # a GPU: one fused kernel beats hundreds of small per-block ones
         return F.cross_entropy(pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred, yb)
@@ -413,8 +413,8 @@ class _DecoderCrossEntropy(torch.autograd.Function):
             raise FitlamError('lm_cross_entropy: a second backward pass through the fused decoder + loss (retain_graph=True); '
                               'it hands its gradients over once: use `lm_cross_entropy(pred.logits(), yb)`, or `fuse_loss=False`')
         grads, ctx.grads = ctx.grads, None
-        scaled = [None if g is None else (g if bool(grad_loss == 1) else g.mul_(grad_loss)) for g in grads]
-        return *scaled, None, None, None
+        if not bool(grad_loss == 1): grads = [None if g is None else g.mul_(grad_loss) for g in grads]
+        return *grads, None, None, None
 
 def decoder_cross_entropy(pred: DecoderInput, yb: Tensor, block: int | None = None) -> Tensor:
     "`lm_cross_entropy(pred.logits(), yb)` without ever writing the logits whole: blocks of `block` rows (default: ~16 MB of logits, at least 256 rows) on the fp32 CPU path."
