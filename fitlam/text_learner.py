@@ -85,21 +85,22 @@ def detokenize(tokens: Sequence[str]) -> str:
 
 # %% ../nbs/40_text_learner.ipynb #cd482e35
 class TextLearner(Learner):
-    "A `Learner` for an AWD-LSTM model that knows its vocab and tokenizer, with AR/TAR and optional gradient clipping."
+    "A `Learner` for an AWD-LSTM model that knows its vocab, tokenizer and reading direction (`backwards`; None: the data's), with AR/TAR and optional gradient clipping."
     def __init__(self, data, model: nn.Module, loss_func, vocab: Vocab, tokenizer: Tokenizer, alpha: float = 2., beta: float = 1.,
-                 clip: float | None = None, opt_func=ulmfit_adam, cbs=None, **kwargs):
+                 clip: float | None = None, opt_func=ulmfit_adam, cbs=None, backwards: bool | None = None, **kwargs):
         text_cbs = [RNNRegularizer(alpha, beta)] if (alpha or beta) else []
         if clip: text_cbs.append(GradientClip(clip))
         super().__init__(data, model, loss_func, opt_func=opt_func, cbs=text_cbs + listify(cbs), **kwargs)
         self.vocab, self.tokenizer = vocab, tokenizer
+        self.backwards = bool(getattr(data, 'backwards', False) if backwards is None else backwards)
 
     def save_encoder(self, name) -> Path:
-        "Save the encoder (embedding + LSTMs) with the vocab to `path/model_dir/name.pth` (or the `Path` `name`)."
-        return save_encoder(self._file(name), self.model, self.vocab)
+        "Save the encoder (embedding + LSTMs) with the vocab and the direction to `path/model_dir/name.pth` (or the `Path` `name`)."
+        return save_encoder(self._file(name), self.model, self.vocab, self.backwards)
 
     def load_encoder(self, name) -> TextLearner:
-        "Load an encoder saved by `save_encoder`; its vocab must be this learner's (a clear error otherwise)."
-        load_encoder(self.model, self._file(name), self.vocab)
+        "Load an encoder saved by `save_encoder`; its vocab (and direction) must be this learner's (a clear error otherwise)."
+        load_encoder(self.model, self._file(name), self.vocab, self.backwards)
         return self
 
     @property
@@ -180,17 +181,17 @@ class LMLearner(TextLearner):
         return pd.concat(histories, ignore_index=True)
 
     def save_lm(self, name) -> Path:
-        "Save the whole LM (config, vocab, weights) so that `language_model_learner(..., pretrained=path)` can start from it."
-        return save_model(self._file(name), self.model, self.vocab)
+        "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
+        return save_model(self._file(name), self.model, self.vocab, self.backwards)
 
     @torch.no_grad()
     def predict(self, prompt: str, n_words: int = 20, temperature: float = 1., no_unk: bool = True, seed: int | None = None,
                 decode: bool = True) -> str | list[str]:
-        "Continue `prompt` by `n_words` tokens sampled at `temperature` (0: greedy); return the text (or the tokens)."
+        "Continue `prompt` by `n_words` tokens sampled at `temperature` (0: greedy); return the text (or the tokens). A backward LM writes the words before `prompt`."
         if not isinstance(prompt, str): raise FitlamError(f'predict: prompt is a {type(prompt).__name__}, expected a string')
         if seed is not None: torch.manual_seed(seed)
         tokens = self.tokenizer(prompt) if prompt.strip() else [BOS]
-        ids = torch.as_tensor(self.vocab.numericalize(tokens), dtype=torch.long, device=self.device)[None]
+        ids = torch.as_tensor(self.vocab.numericalize(tokens[::-1] if self.backwards else tokens), dtype=torch.long, device=self.device)[None]
         self.model.eval(); self.model.reset()
         out = []
         logits = self.model(ids)[0, -1]
@@ -202,7 +203,7 @@ class LMLearner(TextLearner):
             out.append(self.vocab.itos[nxt])
             logits = self.model(torch.tensor([[nxt]], device=self.device))[0, -1]   # the hidden state carries the context
         self.model.reset()
-        all_tokens = tokens + out
+        all_tokens = out[::-1] + tokens if self.backwards else tokens + out
         return detokenize(all_tokens) if decode else all_tokens
 
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
@@ -215,7 +216,7 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
     model = LanguageModel(len(data.vocab), config)
     if pretrained is not None:
         weights, itos = pretrained if isinstance(pretrained, (tuple, list)) else (pretrained, None)
-        load_pretrained(model, weights, data.vocab, itos=itos)
+        load_pretrained(model, weights, data.vocab, itos=itos, backwards=getattr(data, 'backwards', False))
     metrics = [Accuracy(), Perplexity()] if metrics is None else metrics
     return LMLearner(data, model, lm_cross_entropy, data.vocab, data.tokenizer, alpha=alpha, beta=beta, clip=clip, lr=lr,
                      metrics=metrics, **kwargs)
@@ -241,10 +242,9 @@ class Prediction(NamedTuple):
 
 class ClassifierLearner(TextLearner):
     "A `TextLearner` for a BPT3C classifier: `fine_tune` is ULMFiT's gradual unfreezing; `predict` classifies raw text."
-    def __init__(self, data, model, loss_func, vocab, tokenizer, classes: Sequence, multi_label: bool = False,
-                 backwards: bool = False, **kwargs):
+    def __init__(self, data, model, loss_func, vocab, tokenizer, classes: Sequence, multi_label: bool = False, **kwargs):
         super().__init__(data, model, loss_func, vocab, tokenizer, **kwargs)
-        self.classes, self.multi_label, self.backwards = list(classes), multi_label, backwards
+        self.classes, self.multi_label = list(classes), multi_label
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, final_epochs: int | None = None, lr: float | Sequence[float] = ULMFIT_CLAS_LR,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, cut_frac: float = 0.1,
@@ -301,7 +301,7 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
     model = TextClassifier(len(data.vocab), data.c, config, bptt=bptt, max_len=max_len or 20 * bptt,
                            lin_ftrs=None if lin_ftrs is None else list(lin_ftrs), ps=None if ps is None else list(ps))
     multi = getattr(data, 'multi_label', False)
-    if encoder is not None: load_encoder(model, encoder, data.vocab)
+    if encoder is not None: load_encoder(model, encoder, data.vocab, getattr(data, 'backwards', False))
     loss = F.binary_cross_entropy_with_logits if multi else F.cross_entropy
     metrics = ([AccuracyMulti()] if multi else [Accuracy()]) if metrics is None else metrics
     return ClassifierLearner(data, model, loss, data.vocab, data.tokenizer, data.classes, multi_label=multi,

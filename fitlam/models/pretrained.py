@@ -37,12 +37,13 @@ def _check_vocab(model: nn.Module, itos: list[str], what: str):
 
 def _encoder(model: nn.Module) -> AWDLSTM: return model if isinstance(model, AWDLSTM) else model.encoder
 
-def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str]) -> Path:
-    "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically."
+def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> Path:
+    "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically; `backwards`: the direction it reads text (None: not recorded)."
     kind, itos = _kind(model), _itos(vocab)
     _check_vocab(model, itos, f'save_model({path})')
     ckpt = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, kind=kind, config=_encoder(model).config.to_dict(), itos=itos,
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
+    if backwards is not None: ckpt['backwards'] = bool(backwards)
     if kind == 'classifier':
         ckpt['classifier'] = dict(n_class=model.n_class, bptt=model.bptt, max_len=model.max_len, lin_ftrs=model.lin_ftrs, ps=model.ps)
     path = Path(path)
@@ -66,8 +67,17 @@ def _check_checkpoint(ckpt, where) -> dict:
     return ckpt
 
 def read_checkpoint(path) -> dict:
-    "Read and check a fitlam checkpoint: a dict with `kind`, `config`, `itos` and `state_dict`."
+    "Read and check a fitlam checkpoint: a dict with `kind`, `config`, `itos` and `state_dict` (and `backwards` where recorded)."
     return _check_checkpoint(_torch_load(Path(path), 'checkpoint'), path)
+
+def _direction(backwards: bool) -> str: return 'backward (reads text right to left)' if backwards else 'forward'
+
+def _check_direction(ckpt: dict, backwards: bool | None, where):
+    "Refuse weights trained reading text in one direction for a model that reads it in the other (unrecorded: no check)."
+    saved = ckpt.get('backwards')
+    if saved is None or backwards is None or saved == bool(backwards): return
+    raise FitlamError(f'{where}: the weights are a {_direction(saved)} model but the data is {_direction(backwards)}; '
+                      f'build the data with backwards={saved}, or use a {"backward" if backwards else "forward"} model')
 
 def load_model(path, drop_mult: float = 1.) -> tuple[nn.Module, Vocab]:
     "Rebuild the model saved in `path` by `save_model` (dropouts scaled by `drop_mult`) and return it with its vocab."
@@ -86,13 +96,14 @@ def _load_state(module: nn.Module, state: dict, path):
     except RuntimeError as e: raise FitlamError(f'{path}: the weights do not fit the {type(module).__name__}: {e}') from e
 
 # %% ../../nbs/22_models.pretrained.ipynb #0c91e4dd
-def save_encoder(path, model: nn.Module, vocab: Vocab | Sequence[str]) -> Path:
-    "Write the encoder of `model` (LM or classifier) with its config and `vocab` to `path` atomically."
-    return save_model(path, _encoder(model), vocab)
+def save_encoder(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> Path:
+    "Write the encoder of `model` (LM or classifier) with its config and `vocab` to `path` atomically; `backwards` as in `save_model`."
+    return save_model(path, _encoder(model), vocab, backwards)
 
-def load_encoder(model: nn.Module, path, vocab: Vocab | Sequence[str]) -> nn.Module:
-    "Load the encoder saved in `path` into `model` (LM, classifier or encoder), which must use the same `vocab`."
+def load_encoder(model: nn.Module, path, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> nn.Module:
+    "Load the encoder saved in `path` into `model` (LM, classifier or encoder), which must use the same `vocab` (and read in the direction `backwards`, if both are known)."
     ckpt = read_checkpoint(path)
+    _check_direction(ckpt, backwards, path)
     itos = _itos(vocab)
     if ckpt['itos'] != itos:
         new = [t for t in itos if t not in set(ckpt['itos'])][:5]
@@ -169,13 +180,14 @@ def config_from_state(state: dict[str, Tensor], base: AWDLSTMConfig = FASTAI_LM_
     return AWDLSTMConfig(**{**base.to_dict(), 'emb_sz': emb_sz, 'n_hid': n_hid, 'n_layers': n_layers})
 
 # %% ../../nbs/22_models.pretrained.ipynb #a4c1543e
-def _pretrained_state(weights, itos) -> tuple[dict[str, Tensor], list[str], str]:
-    "Return (fitlam LM-keyed state, its itos, a description) from a fitlam checkpoint or a fastai state dict (path or dict)."
+def _pretrained_state(weights, itos, backwards: bool | None = None) -> tuple[dict[str, Tensor], list[str], str]:
+    "Return (fitlam LM-keyed state, its itos, a description) from a fitlam checkpoint (of direction `backwards`, if recorded) or a fastai state dict (path or dict)."
     where = 'state dict' if isinstance(weights, dict) else str(weights)
     raw = weights if isinstance(weights, dict) else _torch_load(Path(weights), 'weights file')
     if not isinstance(raw, dict): raise FitlamError(f'{where}: expected a state dict, got a {type(raw).__name__}')
     if raw.get('format') == CHECKPOINT_FORMAT:
         ckpt = _check_checkpoint(raw, where)
+        _check_direction(ckpt, backwards, where)
         if ckpt['kind'] == 'classifier': raise FitlamError(f'{where}: a classifier checkpoint; pretrained weights come from an LM or encoder')
         state = ckpt['state_dict'] if ckpt['kind'] == 'lm' else {f'encoder.{k}': v for k, v in ckpt['state_dict'].items()}
         return state, ckpt['itos'], where
@@ -210,9 +222,9 @@ def _load_lm_state(model: nn.Module, state: dict[str, Tensor], old_itos: list[st
             if not model.config.tie_weights: model.decoder.weight.copy_(state.get('decoder.weight', state['encoder.embedding.weight']))
     return model
 
-def load_pretrained(model: nn.Module, weights, vocab: Vocab | Sequence[str], itos=None) -> nn.Module:
-    "Load pretrained LM weights (fitlam checkpoint, or fastai `.pth` with `itos`) into `model` built for `vocab`, remapping rows by token."
-    return _load_lm_state(model, *_pretrained_state(weights, itos), vocab)
+def load_pretrained(model: nn.Module, weights, vocab: Vocab | Sequence[str], itos=None, backwards: bool | None = None) -> nn.Module:
+    "Load pretrained LM weights (fitlam checkpoint, or fastai `.pth` with `itos`) into `model` built for `vocab`, remapping rows by token; `backwards`: the model's reading direction, checked against the checkpoint's."
+    return _load_lm_state(model, *_pretrained_state(weights, itos, backwards), vocab)
 
 def load_fastai_lm(weights, itos, vocab: Vocab | Sequence[str], config: AWDLSTMConfig | None = None, drop_mult: float = 1.) -> LanguageModel:
     "Build a language model for `vocab` from fastai's pretrained files (`lstm_fwd.pth`, `itos_wt103.pkl`): sizes from the weights, dropouts from `config`."
