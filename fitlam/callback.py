@@ -23,7 +23,7 @@ EVENTS = ['before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_p
           'after_cancel_batch', 'after_cancel_train', 'after_cancel_validate', 'after_cancel_epoch', 'after_cancel_fit']
 
 class CancelBatchException(Exception):
-    "Skip the rest of this batch (no backward/step if raised before them); `after_cancel_batch` then `after_batch` run."
+    "Skip the rest of this batch (no backward/step if raised before them); `after_cancel_batch` then `after_batch` run. Raised after the backward pass, the gradients are kept and add to the next batch's (gradient accumulation, as in fastai)."
 class CancelTrainException(Exception):
     "Skip the rest of this epoch's training; `after_cancel_train` then `after_train` run."
 class CancelValidateException(Exception):

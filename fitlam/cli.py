@@ -8,6 +8,7 @@ import argparse, json, os, platform, sys, time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -28,13 +29,21 @@ __all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', '
 
 # %% ../nbs/50_cli.ipynb #a5f23718
 def _read_csv(path, cols: Sequence[str]) -> pd.DataFrame:
-    "Read a CSV whose `cols` must exist, naming the file and the columns found otherwise."
+    "Read a CSV whose `cols` must exist and have no empty cell, naming the file, the column and the rows otherwise."
     path = Path(path)
-    if not path.exists(): raise FitlamError(f'{path}: file not found')
-    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    if not path.is_file(): raise FitlamError(f'{path}: file not found' + (' (it is a folder)' if path.is_dir() else ''))
+    try: df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except pd.errors.EmptyDataError: raise FitlamError(f'{path}: an empty file; expected a CSV with a header and the column(s) {list(cols)}') from None
     missing = [c for c in cols if c not in df.columns]
     if missing: raise FitlamError(f'{path}: column(s) {missing} missing; found {list(df.columns)}')
+    for c in cols:
+        empty = np.flatnonzero(df[c].str.strip() == '')
+        if len(empty): raise FitlamError(f'{path}: column {c!r} is empty in {len(empty)} row(s) (first data rows: {empty[:10].tolist()})')
     return df
+
+def _save_fig(fig, path: Path):
+    "Write a matplotlib figure to `path` as PNG, atomically."
+    with atomic_write(path) as f: fig.savefig(f, format='png', dpi=100)
 
 def _write_report(out: Path, command: str, learn=None, **info) -> dict:
     "Write `report.json` (and `loss.png` from the learner's recorder) to `out`; return the report."
@@ -43,7 +52,7 @@ def _write_report(out: Path, command: str, learn=None, **info) -> dict:
                   threads=torch.get_num_threads(), **info)
     if learn is not None:
         report['history'] = learn.recorder.history.to_dict('records')
-        learn.recorder.plot_loss().savefig(out/'loss.png', dpi=100)
+        _save_fig(learn.recorder.plot_loss(), out/'loss.png')
     with atomic_write(out/'report.json', 'w') as f: json.dump(report, f, indent=1, default=str)
     return report
 
@@ -66,8 +75,8 @@ def cmd_pretrain(args) -> dict:
     "Stage 1: train an AWD-LSTM LM on a general-domain corpus."
     t0 = time.perf_counter()
     learn = pretrain_lm(_corpus_source(args.corpus, args.max_words), config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
-                        max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, seed=args.seed,
-                        path=args.out, progress=not args.quiet)
+                        max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, backwards=args.backwards,
+                        seed=args.seed, path=args.out, progress=not args.quiet)
     lm_path = learn.save_lm(Path(args.out)/'lm.pth')
     return _write_report(Path(args.out), 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
                          vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
@@ -106,7 +115,7 @@ def cmd_train_clas(args) -> dict:
     out = Path(args.out)
     model = learn.export(out/'classifier.pt')
     interp = ClassificationInterpretation.from_learner(learn)
-    interp.plot_confusion_matrix().savefig(out/'confusion.png', dpi=100)
+    _save_fig(interp.plot_confusion_matrix(), out/'confusion.png')
     metrics = learn.validate()
     print(f"valid accuracy {metrics['accuracy']:.4f}  error {1 - metrics['accuracy']:.4f}  ({len(valid)} texts)")
     return _write_report(out, 'train-clas', learn, model=str(model), encoder=str(args.encoder), classes=list(data.classes),
@@ -115,7 +124,7 @@ def cmd_train_clas(args) -> dict:
 
 def cmd_predict(args) -> pd.DataFrame:
     "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier."
-    learn = load_learner(args.model)
+    learn = load_learner(args.model, trust_rules=args.trust_rules)
     df = pd.DataFrame({args.text_col: args.text}) if args.text else _read_csv(args.input, [args.text_col])
     probs = learn.predict_proba(df[args.text_col].tolist())
     out = df.assign(prediction=[learn.classes[i] for i in probs.argmax(1).tolist()], probability=probs.max(1).values.numpy())
@@ -127,12 +136,13 @@ def cmd_predict(args) -> pd.DataFrame:
 
 def cmd_evaluate(args) -> dict:
     "Accuracy and error rate of an exported classifier on a labelled CSV."
-    learn = load_learner(args.model)
+    learn = load_learner(args.model, trust_rules=args.trust_rules)
     df = _read_csv(args.data, [args.text_col, args.label_col])
-    unknown = sorted(set(df[args.label_col]) - set(learn.classes))
+    names = [str(c) for c in learn.classes]            # a CSV's labels are text; the model's classes may be ints
+    unknown = sorted(set(df[args.label_col]) - set(names))
     if unknown: raise FitlamError(f'{args.data}: labels {unknown[:5]} are not among the classes the model knows: {learn.classes}')
     probs = learn.predict_proba(df[args.text_col].tolist())
-    targs = torch.tensor([learn.classes.index(l) for l in df[args.label_col]])
+    targs = torch.tensor([names.index(l) for l in df[args.label_col]])
     acc = float((probs.argmax(1) == targs).float().mean())
     res = dict(data=str(args.data), n=len(df), accuracy=acc, error=1 - acc)
     print(json.dumps(res))
@@ -185,7 +195,7 @@ def cmd_demo(args) -> dict:
     timings['classifier_s'] = round(time.perf_counter() - t, 1)
     acc = clas.validate()['accuracy']
     model = clas.export(out/'classifier.pt')
-    ClassificationInterpretation.from_learner(clas).plot_confusion_matrix().savefig(out/'confusion.png', dpi=100)
+    _save_fig(ClassificationInterpretation.from_learner(clas).plot_confusion_matrix(), out/'confusion.png')
     wall = round(time.perf_counter() - t0, 1)
     print(f'\nTREC-6 valid accuracy {acc:.4f} (error {1 - acc:.2%}) on {len(valid)} questions; pretrained on {source}; '
           f'{wall:.0f} s in all {timings}')
@@ -219,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--epochs', type=int, default=1); p.add_argument('--lr', type=float, default=5e-3)
     p.add_argument('--max-vocab', type=int, default=60_000); p.add_argument('--min-freq', type=int, default=3)
     p.add_argument('--drop-mult', type=float, default=0.5)
+    p.add_argument('--backwards', action='store_true', help='a backward LM (reads text right to left), for a forward + backward ensemble')
     _add_model_args(p, 400, 1152, 3); _add_common(p, 'fitlam_pretrain'); p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser('finetune-lm', help='stage 2: fine-tune a pretrained LM on the task\'s text')
@@ -248,14 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, 'fitlam_clas'); p.set_defaults(func=cmd_train_clas)
 
     p = sub.add_parser('predict', help='classify texts with an exported classifier')
-    p.add_argument('--model', required=True); p.add_argument('--text', action='append', help='a text to classify (repeatable)')
-    p.add_argument('--input', help='a CSV file with a text column'); p.add_argument('--text-col', default='text')
+    p.add_argument('--model', required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument('--text', action='append', help='a text to classify (repeatable)')
+    what.add_argument('--input', help='a CSV file with a text column'); p.add_argument('--text-col', default='text')
     p.add_argument('--out', help='write the predictions to this CSV'); p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser('evaluate', help='accuracy of an exported classifier on a labelled CSV')
     p.add_argument('--model', required=True); p.add_argument('--data', required=True)
     p.add_argument('--text-col', default='text'); p.add_argument('--label-col', default='label')
+    p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
     p.add_argument('--threads', type=int, default=None); p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser('demo', help='ULMFiT end to end on TREC-6 with a small LM (about 10 minutes on 2 CPU cores)')

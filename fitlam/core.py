@@ -75,9 +75,13 @@ def to_device(x, device):
 def atomic_write(path, mode: str = 'wb'):
     "Open a temporary file beside `path` for writing (text modes in UTF-8), and rename it to `path` only if the block succeeds."
     path = Path(path)
+    if path.is_dir(): raise FitlamError(f'{path}: is a folder; expected a file name to write')
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    umask = os.umask(0); os.umask(umask)
     try:
+        # mkstemp makes the file private (0600): give it the mode an ordinary write would (the old file's, else 0666 - umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask)
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
             f.flush()

@@ -163,7 +163,10 @@ def encode_labels(values, classes: Sequence | None = None, label_delim: str | No
         out = np.zeros((len(sets), len(classes)), np.float32)
         for r, s in enumerate(sets): out[r, [index[x] for x in s]] = 1.
         return out, list(classes)
-    if classes is None: classes = sorted(values.unique().tolist())
+    if classes is None:
+        try: classes = sorted(values.unique().tolist())
+        except TypeError: raise FitlamError(f'{name}: labels of mixed types ({sorted({type(v).__name__ for v in values})}); '
+                                            'give labels of one type, e.g. all strings') from None
     index = {c: i for i, c in enumerate(classes)}
     unseen = ~values.isin(list(index))
     if unseen.any():
@@ -179,6 +182,23 @@ def _split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     perm = np.random.default_rng(seed).permutation(n)
     n_valid = min(n - 1, max(1, round(n * valid_pct)))
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+def _split_idx(valid_idx, n: int) -> tuple[np.ndarray, np.ndarray]:
+    "Train and valid indices of `n` items, the validation ones given (`valid_idx`: distinct integers in 0..n-1)."
+    va = np.asarray(valid_idx).ravel()
+    if va.dtype == bool:
+        raise FitlamError('valid_idx: got booleans; give the indices of the validation documents (np.flatnonzero(mask)), '
+                          'or name a column of booleans with valid_col=')
+    if va.size and not np.issubdtype(va.dtype, np.integer): raise FitlamError(f'valid_idx: expected integer indices, got {va.dtype} values')
+    va = va.astype(np.int64)
+    if len(va) == 0: raise FitlamError('the validation set is empty')
+    if ((va < 0) | (va >= n)).any():
+        raise FitlamError(f'valid_idx: indices {va[(va < 0) | (va >= n)][:5].tolist()} are outside 0..{n - 1} (there are {n} documents)')
+    uniq, counts = np.unique(va, return_counts=True)
+    if (counts > 1).any(): raise FitlamError(f'valid_idx: indices {uniq[counts > 1][:5].tolist()} are given more than once')
+    tr = np.setdiff1d(np.arange(n), va)
+    if len(tr) == 0: raise FitlamError('the training set is empty: every document is in valid_idx / valid_col')
+    return tr, va
 
 def _counts(corpus: TokenizedCorpus, docs: np.ndarray | None = None) -> Counter:
     "Token counts of `corpus`, or of its documents `docs` only (counting the smaller side, a block of documents at a time)."
@@ -272,7 +292,15 @@ def _labels(df: pd.DataFrame, cols: list[str], name: str):
     if len(cols) == 1: return df[cols[0]].reset_index(drop=True)
     nan = df[cols].isna().any(axis=1).to_numpy()
     if nan.any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
-    return df[cols].to_numpy(np.float32)
+    return _multi_hot(df[cols], f'{name}: label columns {cols}')
+
+def _multi_hot(y, name: str) -> np.ndarray:
+    "`y` as a float32 array of 0s and 1s (one column per class), or a `FitlamError` naming the rows that are not."
+    try: out = np.asarray(y, np.float32)
+    except (TypeError, ValueError) as e: raise FitlamError(f'{name}: multi-label columns must hold 0 or 1 ({e})') from None
+    bad = ~np.isin(out, (0., 1.)).all(axis=1)
+    if bad.any(): raise FitlamError(f'{name}: multi-label columns must hold 0 or 1; rows {_bad_rows(bad)} do not')
+    return out
 
 def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[TextList | CSVSource, np.ndarray | None]:
     """New documents for `data.test_dl`, read the way `data` (a data bunch or a loaded learner's stand-in, with its
@@ -347,8 +375,7 @@ class TextLMDataBunch(_Bunch):
             splits, valid_parts = [(c, None) for c in corpora], [(cp.tokenize(as_source(valid)), None)]
         else:
             if valid_idx is not None:                # given documents of the first source (a `valid_col`)
-                va = np.asarray(valid_idx, np.int64)
-                tr = np.setdiff1d(np.arange(sizes.sum()), va)
+                tr, va = _split_idx(valid_idx, int(sizes.sum()))
             else: tr, va = _split(int(sizes.sum()), valid_pct, seed)   # a random valid_pct of all the documents
             starts = np.concatenate([[0], np.cumsum(sizes)])
             pick = lambda idx, k: idx[(idx >= starts[k]) & (idx < starts[k + 1])] - starts[k]
@@ -440,8 +467,7 @@ class TextClasDataBunch(_Bunch):
             raise FitlamError(f'labels: missing (NaN) label in rows {_bad_rows(nan)}')   # rows of the data, before any split
         if valid is None:
             if valid_idx is not None:
-                va = np.asarray(valid_idx, np.int64); tr = np.setdiff1d(np.arange(len(tc)), va)
-                if len(va) == 0: raise FitlamError('the validation set is empty')
+                tr, va = _split_idx(valid_idx, len(tc))
             else: tr, va = _split(len(tc), valid_pct, seed)
             vc, tr_idx, va_idx, ty, vy = tc, tr, va, take(train_labels, tr), take(train_labels, va)
         else:
@@ -449,7 +475,7 @@ class TextClasDataBunch(_Bunch):
             if vy is None or len(vy) != len(vc): raise FitlamError(f'{0 if vy is None else len(vy)} labels for {len(vc)} validation texts')
         if isinstance(ty, np.ndarray) and ty.ndim == 2:              # multi-hot label columns, given as such
             if classes is None or len(classes) != ty.shape[1]: raise FitlamError('multi-hot labels need `classes`, one per column')
-            ty, vy, classes = ty.astype(np.float32), np.asarray(vy, np.float32), list(classes)
+            ty, vy, classes = _multi_hot(ty, 'train labels'), _multi_hot(vy, 'valid labels'), list(classes)
         else:
             ty, classes = encode_labels(ty, classes, label_delim, name='train labels', rows=tr_idx)
             vy, _ = encode_labels(vy, classes, label_delim, name='valid labels', rows=va_idx)

@@ -97,17 +97,33 @@ def get_layer_groups(model: nn.Module, splitter: Callable | None = None) -> list
     return groups
 
 # %% ../nbs/33_learner.ipynb #33333bce
+def _check_lr(lr, what: str = 'lr') -> float:
+    "`lr` as a float, or a `FitlamError`: a learning rate is a finite number >= 0."
+    if isinstance(lr, slice): raise FitlamError(f'{what}={lr}: fitlam takes no slice; pass a float with lr_factor=2.6, or a list of LRs, one per layer group')
+    try: v = float(lr)
+    except (TypeError, ValueError): v = float('nan')
+    if not (math.isfinite(v) and v >= 0): raise FitlamError(f'{what}={lr!r}: expected a finite learning rate >= 0')
+    return v
+
+def _check_epochs(n, what: str = 'n_epoch') -> int:
+    "`n` as an int, or a `FitlamError`: a number of epochs is a whole number >= 0."
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0: raise FitlamError(f'{what}={n!r}: expected a whole number of epochs >= 0')
+    return int(n)
+
 def discriminative_lrs(lr: float, n_groups: int, lr_factor: float = 2.6) -> list[float]:
     "Return `[lr / lr_factor**(n_groups-1), ..., lr / lr_factor, lr]`: ULMFiT's eta^(l-1) = eta^l / 2.6."
+    lr = _check_lr(lr)
+    if isinstance(lr_factor, bool) or not (isinstance(lr_factor, (int, float, np.number)) and math.isfinite(lr_factor) and lr_factor > 0):
+        raise FitlamError(f'lr_factor={lr_factor!r}: expected a number > 0 (ULMFiT: 2.6; 1: the same LR for every layer group)')
     return [lr / lr_factor ** (n_groups - 1 - i) for i in range(n_groups)]
 
 def resolve_lrs(lr, n_groups: int, lr_factor: float | None = None) -> list[float]:
     "Return one LR per layer group from `lr` (a float or a list) and `lr_factor`."
-    if isinstance(lr, slice): raise FitlamError(f'lr={lr}: fitlam takes no slice; pass a float with lr_factor=2.6, or a list of {n_groups} LRs')
-    if np.ndim(lr) == 0: return discriminative_lrs(float(lr), n_groups, lr_factor) if lr_factor else [float(lr)] * n_groups
-    if lr_factor: raise FitlamError(f'lr={list(lr)} with lr_factor={lr_factor}: pass either a list of LRs or one LR with lr_factor')
+    if isinstance(lr, slice) or np.ndim(lr) == 0:
+        return [_check_lr(lr)] * n_groups if lr_factor is None else discriminative_lrs(lr, n_groups, lr_factor)
+    if lr_factor is not None: raise FitlamError(f'lr={list(lr)} with lr_factor={lr_factor}: pass either a list of LRs or one LR with lr_factor')
     if len(lr) != n_groups: raise FitlamError(f'lr: got {len(lr)} learning rates for {n_groups} layer groups')
-    return [float(v) for v in lr]
+    return [_check_lr(v, f'lr[{i}]') for i, v in enumerate(lr)]
 
 # %% ../nbs/33_learner.ipynb #e42400c1
 def _rng_to_plain(states: dict) -> dict:
@@ -175,12 +191,12 @@ def _cat(tensors: list[torch.Tensor], what: str) -> torch.Tensor | None:
     return torch.cat(tensors)
 
 # %% ../nbs/33_learner.ipynb #c13fabef
-def _epoch_iters(dl, n_epoch: int) -> list[int]:
-    "The number of batches `dl` gives in each of the epochs `0..n_epoch-1` (`set_epoch` may change it)."
+def _epoch_iters(dl, n_epoch: int, start: int = 0) -> list[int]:
+    "The number of batches `dl` gives in each of the epochs `start..start+n_epoch-1` (`set_epoch` may change it)."
     if not hasattr(dl, 'set_epoch'): return [len(dl)] * n_epoch
     current, out = getattr(dl, 'epoch', 0), []
     try:
-        for e in range(n_epoch): dl.set_epoch(e); out.append(len(dl))
+        for e in range(start, start + n_epoch): dl.set_epoch(e); out.append(len(dl))
     finally: dl.set_epoch(current)
     return out
 
@@ -210,6 +226,7 @@ class Learner:
         self.create_opt()
         self.training, self.epoch, self.n_epoch, self.train_iter, self.total_iter, self.pct_train = False, 0, 0, 0, 1, 0.
         self.epoch_iters: list[int] = []
+        self.epochs_done = self.epoch_base = 0      # training epochs over all fits so far; the loaders' epoch = epoch_base + epoch
         self.dl = self.xb = self.yb = self.pred = self.loss = self.loss_grad = self.smooth_loss = None
 
     # -- optimizer, learning rates, freezing ------------------------------------------------------
@@ -334,7 +351,7 @@ class Learner:
     def _do_train(self):
         self.training, self.dl = True, self.data.train_dl
         self.n_iter = len(self.dl)
-        if hasattr(self.dl, 'set_epoch'): self.dl.set_epoch(self.epoch)
+        if hasattr(self.dl, 'set_epoch'): self.dl.set_epoch(self.epoch_base + self.epoch)
         self.model.train(); self._reset_model()
         self._with_events(self._all_batches, 'train', CancelTrainException)
 
@@ -354,6 +371,7 @@ class Learner:
         for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
             self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+            self.epochs_done = self.epoch_base + epoch + 1
             if self._checkpoint is not None: self.save_checkpoint(self._checkpoint)
 
     def _end_cleanup(self):
@@ -362,18 +380,24 @@ class Learner:
     def fit(self, n_epoch: int, lr=None, lr_factor: float | None = None, wd: float | None = None, cbs=None,
             checkpoint=None, resume=None):
         "Train for `n_epoch` epochs at constant LRs; write a training checkpoint after each epoch to `checkpoint`; continue a killed fit from `resume`."
+        n_epoch = _check_epochs(n_epoch)
         if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
         cbs = listify(cbs)
         with self.added_cbs(cbs):
             try:
                 self.n_epoch, self.start_epoch, self.epoch, self.train_iter = n_epoch, 0, 0, 0
-                self.epoch_iters = _epoch_iters(self.data.train_dl, n_epoch)
+                self.epoch_base = self.epochs_done
+                self.epoch_iters = _epoch_iters(self.data.train_dl, n_epoch, self.epoch_base)
                 self.total_iter = max(1, sum(self.epoch_iters))
                 self._checkpoint, self._resume = checkpoint, resume
                 set_hyper(self.opt, 'lr', self.lrs)
                 set_hyper(self.opt, 'wd', self.wd if wd is None else wd)
+                hypers = [{k: v for k, v in g.items() if k != 'params'} for g in self.opt.param_groups]
                 self.opt.zero_grad(set_to_none=True)
-                self._with_events(self._do_fit, 'fit', CancelFitException)
+                try: self._with_events(self._do_fit, 'fit', CancelFitException)
+                except BaseException:    # killed or failed: after_fit did not run, so undo what schedulers set (momentum...)
+                    for g, h in zip(self.opt.param_groups, hypers): g.update(h)
+                    raise
             finally: self._end_cleanup()
 
     def fit_one_cycle(self, n_epoch: int, lr=None, lr_factor: float | None = None, div: float = 25., div_final: float = 1e5,
@@ -400,6 +424,8 @@ class Learner:
         if not stages or any(not 1 <= k <= n for k in stages): raise FitlamError(f'stages={stages}: each must be between 1 and {n} (the layer groups)')
         epochs = list(epochs) if isinstance(epochs, (list, tuple)) else [epochs] * len(stages)
         if final_epochs is not None: epochs[-1] = final_epochs
+        epochs = [_check_epochs(e, 'final_epochs' if final_epochs is not None and i == len(epochs) - 1 else 'epochs')
+                  for i, e in enumerate(epochs)]
         top_lrs = list(lr) if isinstance(lr, (list, tuple)) else [self.lrs[-1] if lr is None else lr] * len(stages)
         if not len(epochs) == len(top_lrs) == len(stages):
             raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
@@ -422,14 +448,14 @@ class Learner:
                 suggest: Sequence[Callable] = (valley, steep)) -> LRFindResult:
         "Run the LR range test (exponential sweep, stops on divergence) and return its curve and suggestions; weights, optimizer and RNGs are restored."
         saved = dict(model=_cpu_copy(self.model.state_dict()), opt=_cpu_copy(self.opt.state_dict()), rng=get_rng_states(),
-                     recorder=self.recorder.state_dict(), lrs=list(self.lrs), training=self.model.training)
+                     recorder=self.recorder.state_dict(), lrs=list(self.lrs), training=self.model.training, epochs_done=self.epochs_done)
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         try:
             with self.no_bar(): self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
         finally:
             self.model.load_state_dict(saved['model']); self.opt.load_state_dict(saved['opt'])
             set_rng_states(saved['rng']); self.recorder.load_state_dict(saved['recorder']); self.lrs = saved['lrs']
-            self.model.train(saved['training'])
+            self.model.train(saved['training']); self.epochs_done = saved['epochs_done']
         return LRFindResult.from_run(finder.lrs, finder.losses, suggest)
 
     # -- evaluation ---------------------------------------------------------------------------------
@@ -496,7 +522,7 @@ class Learner:
     def save_checkpoint(self, path) -> Path:
         "Write a training checkpoint (weights, optimizer, epoch, schedule position, RNGs, callback states) to `path`, atomically."
         state = dict(format='fitlam.checkpoint', version=1, model=self.model.state_dict(), opt=self.opt.state_dict(),
-                     epoch=self.epoch, n_epoch=self.n_epoch, n_iters=list(self.epoch_iters), train_iter=self.train_iter,
+                     epoch=self.epoch, epoch_base=self.epoch_base, n_epoch=self.n_epoch, n_iters=list(self.epoch_iters), train_iter=self.train_iter,
                      frozen_idx=self.frozen_idx, lrs=list(self.lrs), rng=_rng_to_plain(get_rng_states()),
                      cbs={key: state for key, cb in self._cb_keys() if (state := cb.state_dict()) is not None})
         atomic_save(state, path)
@@ -504,6 +530,10 @@ class Learner:
 
     def _restore_checkpoint(self, path):
         ck = load_file(path, kinds=('fitlam.checkpoint',))
+        if ck.get('epoch_base', 0) != self.epoch_base:     # the killed fit came after other fits: its loaders' epochs continue theirs
+            self.epoch_base = ck.get('epoch_base', 0)
+            self.epoch_iters = _epoch_iters(self.data.train_dl, self.n_epoch, self.epoch_base)
+            self.total_iter = max(1, sum(self.epoch_iters))
         ours = list(self.epoch_iters)
         if 'n_iters' in ck: same, theirs = ck['n_iters'] == ours, ck['n_iters']
         else:   # written before 2026-11-25: the batch count of the epoch it was written in
@@ -514,6 +544,7 @@ class Learner:
         self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['opt'])
         self.freeze_to(ck['frozen_idx'])
         self.start_epoch, self.train_iter = ck['epoch'] + 1, ck['train_iter']
+        self.epochs_done = self.epoch_base + self.start_epoch
         for key, cb in self._cb_keys():
             if key in ck['cbs']: cb.load_state_dict(ck['cbs'][key])
         set_rng_states(_rng_from_plain(ck['rng']))      # last: nothing may draw random numbers before the next epoch

@@ -28,9 +28,10 @@ from .metrics import Accuracy, AccuracyMulti, Perplexity
 from .callbacks import GradientClip, RNNRegularizer
 
 # %% auto #0
-__all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'texts_to_loader', 'detokenize', 'TextLearner',
-           'LMLearner', 'language_model_learner', 'pretrain_lm', 'Prediction', 'ClassifierLearner',
-           'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble', 'ulmfit', 'ulmfit_ensemble']
+__all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'texts_to_loader',
+           'detokenize', 'TextLearner', 'LMLearner', 'language_model_learner', 'pretrain_lm', 'Prediction',
+           'ClassifierLearner', 'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble', 'ulmfit',
+           'ulmfit_ensemble']
 
 # %% ../nbs/40_text_learner.ipynb #906368cb
 ULMFIT_LM_LR = 4e-3        # base LR for target-task LM fine-tuning (sec. 4)
@@ -41,6 +42,9 @@ ULMFIT_LR_FACTOR = 2.6     # discriminative fine-tuning: each lower layer group 
 def _check_predict_texts(texts) -> list[str]:
     "Raise a clear error for what cannot be classified: a non-string or an empty text."
     if isinstance(texts, str): texts = [texts]
+    if isinstance(texts, (pd.DataFrame, dict)) or texts is None:
+        raise FitlamError(f'predict: expected a text or a list of texts, got a {type(texts).__name__}; '
+                          'for a DataFrame or a CSV file use get_preds(df), which reads the text column(s)')
     texts = list(texts)
     if not texts: raise FitlamError('predict: no texts given')
     for i, t in enumerate(texts):
@@ -85,14 +89,17 @@ def detokenize(tokens: Sequence[str]) -> str:
 
 # %% ../nbs/40_text_learner.ipynb #cd482e35
 class TextLearner(Learner):
-    "A `Learner` for an AWD-LSTM model that knows its vocab, tokenizer and reading direction (`backwards`; None: the data's), with AR/TAR and optional gradient clipping."
+    "A `Learner` for an AWD-LSTM model that knows its vocab, tokenizer and reading direction (the data's `backwards`; if given, it must agree), with AR/TAR and optional gradient clipping."
     def __init__(self, data, model: nn.Module, loss_func, vocab: Vocab, tokenizer: Tokenizer, alpha: float = 2., beta: float = 1.,
                  clip: float | None = None, opt_func=ulmfit_adam, cbs=None, backwards: bool | None = None, **kwargs):
         text_cbs = [RNNRegularizer(alpha, beta)] if (alpha or beta) else []
         if clip: text_cbs.append(GradientClip(clip))
         super().__init__(data, model, loss_func, opt_func=opt_func, cbs=text_cbs + listify(cbs), **kwargs)
         self.vocab, self.tokenizer = vocab, tokenizer
-        self.backwards = bool(getattr(data, 'backwards', False) if backwards is None else backwards)
+        self.backwards = bool(getattr(data, 'backwards', False))
+        if backwards is not None and bool(backwards) != self.backwards:
+            raise FitlamError(f'backwards={backwards}, but the data bunch reads text {"backwards" if self.backwards else "forwards"}: '
+                              f'build the data with backwards={bool(backwards)} (the direction is the data\'s)')
 
     def save_encoder(self, name) -> Path:
         "Save the encoder (embedding + LSTMs) with the vocab and the direction to `path/model_dir/name.pth` (or the `Path` `name`)."
@@ -163,7 +170,7 @@ class LMLearner(TextLearner):
 
     def fine_tune(self, epochs: int = 1, lr: float = ULMFIT_LM_LR, lr_factor: float = ULMFIT_LR_FACTOR, freeze_epochs: int = 0,
                   freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True) -> pd.DataFrame:
-        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (÷`lr_factor`) on STLR, after `freeze_epochs` of the last group only."
+        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only."
         self._check_trainable('fine_tune')
         histories = []
         if freeze_epochs:
@@ -174,7 +181,7 @@ class LMLearner(TextLearner):
             self.fit_stlr(freeze_epochs, lr=lr0, cut_frac=cut_frac, ratio=ratio, cbs=cbs)
             histories.append(self.recorder.history.assign(stage='frozen'))
         self.unfreeze()
-        lrs = self.set_lrs(lr, lr_factor)
+        lrs = self.set_lrs(lr, lr_factor if np.ndim(lr) == 0 else None)     # a list: one LR per layer group, as given
         if verbose: print(f'LM fine-tuning: all {len(lrs)} layer groups for {epochs} epoch(s), lrs {[float(f"{v:.3g}") for v in lrs]}')
         self.fit_stlr(epochs, lr=lrs, cut_frac=cut_frac, ratio=ratio, cbs=cbs)
         histories.append(self.recorder.history.assign(stage='all'))
@@ -187,23 +194,29 @@ class LMLearner(TextLearner):
     @torch.no_grad()
     def predict(self, prompt: str, n_words: int = 20, temperature: float = 1., no_unk: bool = True, seed: int | None = None,
                 decode: bool = True) -> str | list[str]:
-        "Continue `prompt` by `n_words` tokens sampled at `temperature` (0: greedy); return the text (or the tokens). A backward LM writes the words before `prompt`."
+        "Continue `prompt` by `n_words` tokens sampled at `temperature` (0: greedy; `seed`: a generator of its own, the global RNG untouched); return the text (or the tokens). A backward LM writes the words before `prompt`."
         if not isinstance(prompt, str): raise FitlamError(f'predict: prompt is a {type(prompt).__name__}, expected a string')
-        if seed is not None: torch.manual_seed(seed)
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
         tokens = self.tokenizer(prompt) if prompt.strip() else [BOS]
-        ids = torch.as_tensor(self.vocab.numericalize(tokens[::-1] if self.backwards else tokens), dtype=torch.long, device=self.device)[None]
+        # a backward LM reads the prompt from its last token; the prompt's `xxbos` (the document's start) stays in front: read
+        # first, it would make the model write the end of the previous document
+        lead = tokens[:1] if self.backwards and tokens[:1] == [BOS] and len(tokens) > 1 else []
+        body = tokens[len(lead):]
+        ids = torch.as_tensor(self.vocab.numericalize(body[::-1] if self.backwards else body), dtype=torch.long, device=self.device)[None]
+        was_training = self.model.training
         self.model.eval(); self.model.reset()
-        out = []
-        logits = self.model(ids)[0, -1]
-        for _ in range(n_words):
-            if no_unk: logits[self.vocab.unk_idx] = -float('inf')
-            logits[self.vocab.pad_idx] = -float('inf')
-            if temperature <= 0: nxt = int(logits.argmax())
-            else: nxt = int(torch.multinomial(F.softmax(logits.float() / temperature, -1), 1))
-            out.append(self.vocab.itos[nxt])
-            logits = self.model(torch.tensor([[nxt]], device=self.device))[0, -1]   # the hidden state carries the context
-        self.model.reset()
-        all_tokens = out[::-1] + tokens if self.backwards else tokens + out
+        try:
+            out = []
+            logits = self.model(ids)[0, -1]
+            for _ in range(n_words):
+                if no_unk: logits[self.vocab.unk_idx] = -float('inf')
+                logits[self.vocab.pad_idx] = -float('inf')
+                if temperature <= 0: nxt = int(logits.argmax())
+                else: nxt = int(torch.multinomial(F.softmax(logits.float().cpu() / temperature, -1), 1, generator=gen))
+                out.append(self.vocab.itos[nxt])
+                logits = self.model(torch.tensor([[nxt]], device=self.device))[0, -1]   # the hidden state carries the context
+        finally: self.model.reset(); self.model.train(was_training)
+        all_tokens = lead + out[::-1] + body if self.backwards else tokens + out
         return detokenize(all_tokens) if decode else all_tokens
 
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
@@ -224,11 +237,11 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
 # %% ../nbs/40_text_learner.ipynb #0f12de3b
 def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, epochs: int = 1, lr: float = 5e-3, bs: int = 64,
                 bptt: int = 70, drop_mult: float = 0.5, max_vocab: int = 60_000, min_freq: int = 3, valid_pct: float = 0.05,
-                seed: int = 42, path='.', progress: bool = True, **kwargs) -> LMLearner:
-    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` with the one-cycle schedule."
+                backwards: bool = False, seed: int = 42, path='.', progress: bool = True, **kwargs) -> LMLearner:
+    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule."
     set_seed(seed)
     data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
-                                        min_freq=min_freq, progress=progress)
+                                        min_freq=min_freq, backwards=backwards, progress=progress)
     learn = language_model_learner(data, config=config, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
     learn.fit_one_cycle(epochs, lr=lr)
     return learn
@@ -305,16 +318,16 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
     loss = F.binary_cross_entropy_with_logits if multi else F.cross_entropy
     metrics = ([AccuracyMulti()] if multi else [Accuracy()]) if metrics is None else metrics
     return ClassifierLearner(data, model, loss, data.vocab, data.tokenizer, data.classes, multi_label=multi,
-                             backwards=getattr(data, 'backwards', False), alpha=alpha, beta=beta, clip=clip, lr=lr,
+                             alpha=alpha, beta=beta, clip=clip, lr=lr,
                              metrics=metrics, **kwargs)
 
 # %% ../nbs/40_text_learner.ipynb #b9e8f209
-EXPORT_FORMAT = 'fitlam.learner'
+EXPORT_FORMAT, EXPORT_VERSION = 'fitlam.learner', 1
 
 def export_learner(learn: ClassifierLearner, path) -> Path:
     "Write `learn`'s model and what `predict` needs to `path`, atomically (plain data: loadable with `weights_only=True`)."
     m = learn.model
-    state = dict(format=EXPORT_FORMAT, version=1, kind='classifier', config=m.config.to_dict(), itos=list(learn.vocab.itos),
+    state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION, kind='classifier', config=m.config.to_dict(), itos=list(learn.vocab.itos),
                  model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
                  tokenizer=learn.tokenizer.to_config(), classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
                  backwards=learn.backwards, bs=int(getattr(learn.data, 'bs', 64) or 64),
@@ -348,20 +361,25 @@ class _InferenceData:
         dl.labels = labels
         return dl
 
-def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False) -> ClassifierLearner:
-    "Rebuild a classifier learner written by `export` (on the CPU by default) that predicts with no training data present; `int8`: see `to_int8`; `bf16`: autocast."
+def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, trust_rules: bool = False) -> ClassifierLearner:
+    "Rebuild a classifier learner written by `export` (on the CPU by default) that predicts with no training data present; `int8`: see `to_int8`; `bf16`: autocast; `trust_rules`: import tokenizer rules other than fitlam's (code the file names)."
+    if not isinstance(path, (str, Path)): raise FitlamError(f'load_learner: path is a {type(path).__name__}, expected a file path')
     path = Path(path)
     state = load_file(path, kinds=(EXPORT_FORMAT,))
     missing = [k for k in ('config', 'itos', 'model', 'tokenizer', 'classes', 'state_dict') if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
-    vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'])
+    if state.get('version', 1) > EXPORT_VERSION:
+        raise FitlamError(f"{path}: an export of version {state['version']}, newer than this fitlam reads ({EXPORT_VERSION}); upgrade fitlam")
+    if not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class'):
+        raise FitlamError(f"{path}: the classes ({state['classes']!r:.80}) do not match the model's {state['model'].get('n_class')} outputs")
+    vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules)
     model = TextClassifier(len(vocab), config=AWDLSTMConfig(**state['config']), **state['model'])
     try: model.load_state_dict(state['state_dict'])
     except RuntimeError as e: raise FitlamError(f'{path}: the weights do not fit the model described in the file: {e}') from e
     data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False), **state.get('columns', {}))
     multi = state.get('multi_label', False)
     learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,
-                              state['classes'], multi_label=multi, backwards=state.get('backwards', False), device=device,
+                              state['classes'], multi_label=multi, device=device,
                               bf16=bf16, progress=False)
     learn.model.eval()
     return learn.to_int8() if int8 else learn
@@ -372,9 +390,12 @@ class Ensemble:
     def __init__(self, learners: Sequence[ClassifierLearner]):
         learners = list(learners)
         if not learners: raise FitlamError('Ensemble: no learners given')
-        for l in learners[1:]:
+        for i, l in enumerate(learners):
+            if not isinstance(l, ClassifierLearner): raise FitlamError(f'Ensemble: learner {i} is a {type(l).__name__}, expected a ClassifierLearner')
             if list(l.classes) != list(learners[0].classes):
                 raise FitlamError(f'Ensemble: the learners predict different classes: {learners[0].classes} vs {l.classes}')
+            if l.multi_label != learners[0].multi_label:
+                raise FitlamError('Ensemble: a multi-label learner (sigmoid probabilities) with a single-label one (softmax): they do not average')
         self.learners, self.classes = learners, list(learners[0].classes)
 
     def predict_proba(self, texts, bs: int | None = None) -> Tensor:
@@ -389,6 +410,8 @@ class Ensemble:
 
     def accuracy(self, texts, labels) -> float:
         "The ensemble's accuracy on `texts` with true `labels` (class names)."
+        if isinstance(texts, str) or len(texts) != len(labels):
+            raise FitlamError(f'Ensemble.accuracy: {1 if isinstance(texts, str) else len(texts)} text(s) but {len(labels)} labels; give one label per text')
         unknown = sorted({str(l) for l in labels} - set(map(str, self.classes)))
         if unknown: raise FitlamError(f'Ensemble.accuracy: labels {unknown[:5]} are not among the classes {self.classes}')
         idx = torch.tensor([list(map(str, self.classes)).index(str(l)) for l in labels])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_tokenizer.ipynb #05327522
 from __future__ import annotations
-import atexit, hashlib, html, importlib, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback
+import atexit, hashlib, html, importlib, inspect, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback
 from array import array
 from collections import Counter
 from functools import partial
@@ -142,14 +142,22 @@ def _fn_name(f) -> str | dict:
                           'module (not a lambda, nor in __main__), so that workers and exported models can rebuild it')
     return f'{mod}:{name}'
 
-def _fn_from_name(name) -> Callable:
-    "Import a rule saved by `_fn_name`."
-    if isinstance(name, dict): return partial(_fn_from_name(name['fn']), **name['kwargs'])
+def _fn_from_name(name, trusted: bool = True) -> Callable:
+    "Import a rule saved by `_fn_name`; unless `trusted`, only a function of `fitlam.tokenizer` (anything else would run code the file names)."
+    if isinstance(name, dict):
+        if not isinstance(name.get('kwargs'), dict): raise FitlamError(f'tokenizer config: rule {name!r} lacks its kwargs dict')
+        return partial(_fn_from_name(name.get('fn'), trusted), **name['kwargs'])
+    if not isinstance(name, str) or ':' not in name:
+        raise FitlamError(f"tokenizer config: rule {name!r} is not a 'module:function' name")
     mod, _, qual = name.partition(':')
+    untrusted = FitlamError(f"tokenizer config: rule {name!r} is not one of fitlam's own rules; loading it would import and run "
+                            'code that the file names. If you trust the file (you saved it, with your own rules), pass trust_rules=True')
+    if not trusted and (mod != 'fitlam.tokenizer' or not qual.isidentifier()): raise untrusted
     try:
         obj = importlib.import_module(mod)
         for part in qual.split('.'): obj = getattr(obj, part)
     except (ImportError, AttributeError) as e: raise FitlamError(f'tokenizer config: cannot import rule {name!r} ({e})') from e
+    if not trusted and not (inspect.isfunction(obj) and obj.__module__ == 'fitlam.tokenizer'): raise untrusted
     return obj
 
 # %% ../nbs/10_tokenizer.ipynb #4bdfc53e
@@ -427,12 +435,12 @@ class Tokenizer:
                     special_toks=list(self.special_toks), max_cache=self.max_cache)
 
     @classmethod
-    def from_config(cls, config: dict) -> Tokenizer:
-        "Rebuild a tokenizer from `to_config()`'s dict."
+    def from_config(cls, config: dict, trust_rules: bool = True) -> Tokenizer:
+        "Rebuild a tokenizer from `to_config()`'s dict; `trust_rules=False` (a file from elsewhere): only fitlam's own rules are imported."
         unknown = set(config) - {'lang', 'rules', 'post_rules', 'special_toks', 'max_cache'}
         if unknown: raise FitlamError(f'Tokenizer.from_config: unknown keys {sorted(unknown)}')
-        return cls(lang=config.get('lang', 'en'), rules=[_fn_from_name(r) for r in config.get('rules', [])],
-                   post_rules=[_fn_from_name(r) for r in config.get('post_rules', [])],
+        return cls(lang=config.get('lang', 'en'), rules=[_fn_from_name(r, trust_rules) for r in config.get('rules', [])],
+                   post_rules=[_fn_from_name(r, trust_rules) for r in config.get('post_rules', [])],
                    special_toks=config.get('special_toks'), max_cache=config.get('max_cache', 2_000_000))
 
     def __eq__(self, other): return isinstance(other, Tokenizer) and self.to_config() == other.to_config()

@@ -102,7 +102,7 @@ class TextClassifier(nn.Module):
         for i in range(0, lens[0], self.bptt):
             n = bisect_left(neg_lens, -i)                             # rows with length > i: the active prefix
             cl = min(self.bptt, lens[0] - i)
-            keep = lens[n - 1] - self.max_len < i + cl                # the shortest active row's kept span starts last
+            keep = lens[n - 1] - self.max_len < i + cl                # the shortest active row's kept span starts first: any row keeps this chunk?
             if hidden is not None and hidden[0][0].size(1) != n: hidden = [(h[:, :n], c[:, :n]) for h, c in hidden]
             with torch.set_grad_enabled(grad and keep):
                 out, hidden = self.encoder.run(xb[:n, i:i + cl], hidden)   # (n, cl, emb_sz)
