@@ -30,6 +30,8 @@ class LMLoader:
         if not (isinstance(bptt, (int, np.integer)) and bptt >= 1): raise FitlamError(f'bptt={bptt}: must be an integer >= 1')
         if not (isinstance(bs, (int, np.integer)) and bs >= 1): raise FitlamError(f'bs={bs}: must be an integer >= 1')
         self.docs, self.bs, self.bptt, self.shuffle, self.seed, self.backwards = docs, int(bs), int(bptt), shuffle, seed, backwards
+        if not 0 <= p_bptt <= 1: raise FitlamError(f'p_bptt={p_bptt}: a probability, expected 0 <= p_bptt <= 1')
+        if not bptt_std >= 0: raise FitlamError(f'bptt_std={bptt_std}: a standard deviation, expected >= 0')
         self.p_bptt, self.bptt_std = p_bptt, bptt_std
         self.variable_bptt = shuffle if variable_bptt is None else variable_bptt
         self.lengths = docs.lengths
@@ -250,6 +252,7 @@ def _read_csv(path, cols: dict[str, list[str]], read: bool = True) -> pd.DataFra
     "The columns of the CSV file `path` named in `cols` (`{'text': [...], 'label': [...]}`), or a `FitlamError` naming the file and the columns it has."
     path = Path(path)
     if not path.exists(): raise FitlamError(f'{path}: file not found')
+    if path.is_dir(): raise FitlamError(f'{path}: a folder, expected a CSV file')
     found = list(pd.read_csv(path, nrows=0).columns)
     for what, cs in cols.items():
         missing = [c for c in cs if c not in found]
@@ -258,6 +261,7 @@ def _read_csv(path, cols: dict[str, list[str]], read: bool = True) -> pd.DataFra
     return pd.read_csv(path, usecols=wanted, keep_default_na=False, na_values=['']) if read and wanted else None
 
 def _check_cols(df: pd.DataFrame, cols: Sequence[str], what: str, name: str = 'DataFrame'):
+    if not isinstance(df, pd.DataFrame): raise FitlamError(f'{name}: expected a pandas DataFrame, got {type(df).__name__}')
     missing = [c for c in cols if c not in df.columns]
     if missing: raise FitlamError(f"{name}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} missing; found {list(df.columns)}")
 
@@ -289,6 +293,7 @@ def _listify_cols(c) -> list[str]: return [c] if isinstance(c, (str, int)) else 
 
 def _labels(df: pd.DataFrame, cols: list[str], name: str):
     "The labels in `df`: a Series for one column, a float array of 0/1 for several (multi-label)."
+    _check_cols(df, cols, 'label', name)
     if len(cols) == 1: return df[cols[0]].reset_index(drop=True)
     nan = df[cols].isna().any(axis=1).to_numpy()
     if nan.any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')

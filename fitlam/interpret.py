@@ -82,6 +82,15 @@ class ClassificationInterpretation:
                              'loss': [float(self.losses[i]) for i in idx]}, index=idx)
 
 # %% ../nbs/41_interpret.ipynb #030cd8b5
+def _class_index(classes, target) -> int:
+    "The index of `target` (a class name, or an index into `classes`), or a `FitlamError` listing the classes."
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if 0 <= target < len(classes): return int(target)
+        raise FitlamError(f'target={target}: expected a class index in [0, {len(classes)}) or a class name {list(classes)}')
+    names = [str(c) for c in classes]
+    if str(target) in names: return names.index(str(target))
+    raise FitlamError(f'target={target!r}: not one of the classes {list(classes)}')
+
 def token_importance(learn: ClassifierLearner, text: str, target: int | str | None = None) -> pd.DataFrame:
     "Score each token of `text` by gradient x input for class `target` (default: the predicted class); tokens in reading order."
     dl = texts_to_loader([text], learn.tokenizer, learn.vocab, backwards=learn.backwards)
@@ -98,7 +107,7 @@ def token_importance(learn: ClassifierLearner, text: str, target: int | str | No
         model.eval(); model.reset()
         with torch.enable_grad():
             logp = F.log_softmax(model(xb).float(), -1)[0]
-            cls = int(logp.argmax()) if target is None else (learn.classes.index(target) if isinstance(target, str) else int(target))
+            cls = int(logp.argmax()) if target is None else _class_index(learn.classes, target)
             grads = torch.autograd.grad(logp[cls], embs, allow_unused=True)
     finally:
         handle.remove(); model.train(was_training); model.reset()

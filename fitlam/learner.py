@@ -105,6 +105,14 @@ def _check_lr(lr, what: str = 'lr') -> float:
     if not (math.isfinite(v) and v >= 0): raise FitlamError(f'{what}={lr!r}: expected a finite learning rate >= 0')
     return v
 
+def _device(device) -> torch.device:
+    "`device` as a `torch.device` this machine has, or a `FitlamError` saying which it has."
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise FitlamError(f"device={device!r}: not a device name ({e}); e.g. 'cpu' or 'cuda'") from None
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise FitlamError(f"device={device!r}: this machine has no CUDA GPU; use device='cpu'")
+    if d.type == 'mps' and not torch.backends.mps.is_available(): raise FitlamError(f"device={device!r}: MPS is not available here; use device='cpu'")
+    return d
+
 def _check_epochs(n, what: str = 'n_epoch') -> int:
     "`n` as an int, or a `FitlamError`: a number of epochs is a whole number >= 0."
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0: raise FitlamError(f'{what}={n!r}: expected a whole number of epochs >= 0')
@@ -214,7 +222,7 @@ class Learner:
         self.data, self.loss_func, self.opt_func, self.wd, self.wd_bn_bias, self.train_bn = data, loss_func, opt_func, wd, wd_bn_bias, train_bn
         self.path, self.model_dir, self.bf16 = Path(path), Path(model_dir), bf16
         self.trim_heap_s, self._trimmed = trim_heap_s, time.monotonic()
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = _device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.layer_groups = get_layer_groups(self.model, splitter)
         self._norm_ids = {id(p) for p in norm_params(self.model)}
@@ -381,6 +389,8 @@ class Learner:
             checkpoint=None, resume=None):
         "Train for `n_epoch` epochs at constant LRs; write a training checkpoint after each epoch to `checkpoint`; continue a killed fit from `resume`."
         n_epoch = _check_epochs(n_epoch)
+        if self.data.train_dl is None:
+            raise FitlamError('fit: this learner has no training data (a learner from load_learner predicts only); build a data bunch and a learner to train')
         if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
         cbs = listify(cbs)
         with self.added_cbs(cbs):
@@ -459,8 +469,13 @@ class Learner:
         return LRFindResult.from_run(finder.lrs, finder.losses, suggest)
 
     # -- evaluation ---------------------------------------------------------------------------------
+    def _check_valid(self, dl, what: str):
+        if dl is None and self.data.valid_dl is None:
+            raise FitlamError(f'{what}: this learner has no validation data (a learner from load_learner has none); pass the data to score')
+
     def validate(self, dl=None) -> dict:
         "Return the loss and metrics over `dl` (default: the validation set)."
+        self._check_valid(dl, 'validate')
         try:
             self._do_validate(dl)
             return dict(self.recorder.last_valid)
@@ -468,6 +483,7 @@ class Learner:
 
     def get_preds(self, dl=None, with_loss: bool = False, activation: Callable | None = None, reorder: bool = True):
         "Return `(preds, targs)` (and per-item losses) over `dl` (default: validation), in dataset order (`reorder=False`: the loader's)."
+        self._check_valid(dl, 'get_preds')
         gather = GatherPreds(with_loss)
         quiet = [self.recorder, *[cb for cb in self.cbs if isinstance(cb, ProgressCallback)]]
         with self.removed_cbs(quiet), self.added_cbs(gather):
@@ -495,15 +511,26 @@ class Learner:
     def save(self, name, with_opt: bool = True) -> Path:
         "Save the model's weights (and the optimizer's state) to `path/model_dir/name.pth`, or to `name` if it is a `Path`, atomically."
         file = self._file(name)
-        state = dict(format='fitlam.model', version=1, model=self.model.state_dict())
+        state = dict(format='fitlam.model', version=1, model=self.model.state_dict(), meta=self._meta())
         if with_opt: state['opt'] = self.opt.state_dict()
         atomic_save(state, file)
         return file
+
+    def _meta(self) -> dict:
+        "What `save` and `save_checkpoint` record beside the weights for `_check_meta` to compare when loading (subclasses: the vocab...)."
+        return {}
+
+    def _check_meta(self, meta: dict, file):
+        "Refuse weights saved by a learner whose `_meta` differs from this one's where both record it."
+        ours = self._meta()
+        for k in sorted(set(ours) & set(meta)):
+            if meta[k] != ours[k]: raise FitlamError(f'{file}: saved with {k} {meta[k]!r}, this learner has {ours[k]!r}; the weights would not mean the same here')
 
     def load(self, name, with_opt: bool = True, strict: bool = True) -> Learner:
         "Load weights (and the optimizer's state, if saved) written by `save` or `save_checkpoint`."
         file = self._file(name)
         state = load_file(file)
+        self._check_meta(state.get('meta', {}), file)
         try: self.model.load_state_dict(state['model'], strict=strict)
         except RuntimeError as e: raise FitlamError(f'{file}: its weights do not fit this model: {e}') from e
         if with_opt and 'opt' in state:
@@ -523,13 +550,16 @@ class Learner:
         "Write a training checkpoint (weights, optimizer, epoch, schedule position, RNGs, callback states) to `path`, atomically."
         state = dict(format='fitlam.checkpoint', version=1, model=self.model.state_dict(), opt=self.opt.state_dict(),
                      epoch=self.epoch, epoch_base=self.epoch_base, n_epoch=self.n_epoch, n_iters=list(self.epoch_iters), train_iter=self.train_iter,
-                     frozen_idx=self.frozen_idx, lrs=list(self.lrs), rng=_rng_to_plain(get_rng_states()),
+                     frozen_idx=self.frozen_idx, lrs=list(self.lrs), rng=_rng_to_plain(get_rng_states()), meta=self._meta(),
                      cbs={key: state for key, cb in self._cb_keys() if (state := cb.state_dict()) is not None})
         atomic_save(state, path)
         return Path(path)
 
     def _restore_checkpoint(self, path):
         ck = load_file(path, kinds=('fitlam.checkpoint',))
+        missing = [k for k in ('model', 'opt', 'epoch', 'n_epoch', 'train_iter', 'frozen_idx', 'rng', 'cbs') if k not in ck]
+        if missing: raise FitlamError(f'{path}: a training checkpoint without {missing}')
+        self._check_meta(ck.get('meta', {}), path)
         if ck.get('epoch_base', 0) != self.epoch_base:     # the killed fit came after other fits: its loaders' epochs continue theirs
             self.epoch_base = ck.get('epoch_base', 0)
             self.epoch_iters = _epoch_iters(self.data.train_dl, self.n_epoch, self.epoch_base)
@@ -541,7 +571,8 @@ class Learner:
         if not same:
             raise FitlamError(f"{path}: a checkpoint of a {ck['n_epoch']}-epoch fit of {theirs} batches per epoch; "
                               f"this fit has {self.n_epoch} epochs of {ours}")
-        self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['opt'])
+        try: self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['opt'])
+        except (RuntimeError, ValueError, KeyError) as e: raise FitlamError(f'{path}: the checkpoint does not fit this learner: {e}') from None
         self.freeze_to(ck['frozen_idx'])
         self.start_epoch, self.train_iter = ck['epoch'] + 1, ck['train_iter']
         self.epochs_done = self.epoch_base + self.start_epoch

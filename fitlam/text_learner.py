@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
 from .tokenizer import DocIds, TextList, Tokenizer
 from .vocab import Vocab
-from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _new_docs
+from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _check_cols, _new_docs
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (load_encoder, load_pretrained, read_checkpoint, read_fastai_itos, save_encoder,
@@ -100,6 +100,10 @@ class TextLearner(Learner):
         if backwards is not None and bool(backwards) != self.backwards:
             raise FitlamError(f'backwards={backwards}, but the data bunch reads text {"backwards" if self.backwards else "forwards"}: '
                               f'build the data with backwards={bool(backwards)} (the direction is the data\'s)')
+
+    def _meta(self) -> dict:
+        "`save`/`save_checkpoint` record the vocab (its fingerprint) and the direction: `load` refuses weights of another vocab or direction."
+        return {'vocab': self.vocab.fingerprint(), 'backwards': self.backwards}
 
     def save_encoder(self, name) -> Path:
         "Save the encoder (embedding + LSTMs) with the vocab and the direction to `path/model_dir/name.pth` (or the `Path` `name`)."
@@ -426,6 +430,9 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
            verbose: bool = True) -> ClassifierLearner:
     "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`)."
+    for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
+        if not isinstance(d, pd.DataFrame): raise FitlamError(f'ulmfit: {name} is a {type(d).__name__}, expected a DataFrame')
+        _check_cols(d, [text_col], 'text', name); _check_cols(d, [label_col], 'label', name)
     path = Path(path)
     pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
     set_seed(seed)

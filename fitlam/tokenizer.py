@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_tokenizer.ipynb #05327522
 from __future__ import annotations
-import atexit, hashlib, html, importlib, inspect, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback
+import atexit, hashlib, html, importlib, inspect, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback, warnings
 from array import array
 from collections import Counter
 from functools import partial
@@ -455,7 +455,8 @@ def _check_texts(texts, name: str) -> list[str]:
     texts = texts.tolist() if hasattr(texts, 'tolist') else list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        kinds = sorted({'missing (NaN/None)' if not isinstance(texts[i], str) else 'empty' for i in bad})
+        def kind(t): return 'empty' if isinstance(t, str) else 'missing (NaN/None)' if t is None or (isinstance(t, float) and t != t) else f'non-string ({type(t).__name__})'
+        kinds = sorted({kind(texts[i]) for i in bad})
         raise FitlamError(f'{name}: {" or ".join(kinds)} text in {len(bad)} row(s): {bad[:10]}{" ..." if len(bad) > 10 else ""}')
     return texts
 
@@ -726,6 +727,7 @@ class CSVSource:
         self.text_cols = [text_cols] if isinstance(text_cols, (str, int)) else list(text_cols)
         self.mark_fields = len(self.text_cols) > 1 if mark_fields is None else mark_fields
         if not self.path.exists(): raise FitlamError(f'{self.path}: file not found')
+        if self.path.is_dir(): raise FitlamError(f'{self.path}: a folder, expected a CSV file')
         cols = list(pd.read_csv(self.path, nrows=0).columns)
         missing = [c for c in self.text_cols if c not in cols]
         if missing: raise FitlamError(f"{self.path}: text column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} missing; found {cols}")
@@ -840,13 +842,27 @@ class TokenizedCorpus:
         self.path = Path(path)
         meta_path = self.path/'meta.json'
         if not meta_path.exists(): raise FitlamError(f'{self.path}: not a tokenized corpus (no meta.json)')
-        self.meta = json.loads(meta_path.read_text(encoding='utf-8'))
-        self.n_docs, self.n_tokens = self.meta['n_docs'], self.meta['n_tokens']
-        self.tokens = _memmap(self.path/'tokens.i32', np.int32, self.n_tokens)
-        self.offsets = np.fromfile(self.path/'offsets.i64', np.int64)
-        self.counts = np.fromfile(self.path/'counts.i64', np.int64)
-        self.itos = json.loads((self.path/'itos.json').read_text(encoding='utf-8'))
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding='utf-8'))
+            self.n_docs, self.n_tokens = int(self.meta['n_docs']), int(self.meta['n_tokens'])
+            self._check_sizes()
+            self.tokens = _memmap(self.path/'tokens.i32', np.int32, self.n_tokens)
+            self.offsets = np.fromfile(self.path/'offsets.i64', np.int64)
+            self.counts = np.fromfile(self.path/'counts.i64', np.int64)
+            self.itos = json.loads((self.path/'itos.json').read_text(encoding='utf-8'))
+        except (OSError, ValueError, KeyError, TypeError) as e:     # unreadable JSON, a missing file or key
+            raise FitlamError(f'{self.path}: a corrupt token cache ({type(e).__name__}: {e}); delete the folder to tokenize again') from None
+        if len(self.itos) != len(self.counts) or self.offsets[0] != 0 or self.offsets[-1] != self.n_tokens:
+            raise FitlamError(f'{self.path}: a corrupt token cache (vocab, counts and offsets disagree); delete the folder to tokenize again')
         self.from_cache = True
+
+    def _check_sizes(self):
+        "Each array file has the size `meta.json` says (a truncated or half-copied cache is caught before it is read)."
+        want = {'tokens.i32': 4 * self.n_tokens, 'offsets.i64': 8 * (self.n_docs + 1), 'counts.i64': 8 * int(self.meta['n_types'])}
+        for name, size in want.items():
+            got = (self.path/name).stat().st_size
+            if got != size: raise FitlamError(f'{self.path/name}: {got} bytes, expected {size} from meta.json: a corrupt token cache; '
+                                              'delete the folder to tokenize again')
 
     def __len__(self): return self.n_docs
     @property
@@ -875,8 +891,13 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
     source, tok = as_source(source), tokenizer or Tokenizer()
     if cache_dir is False: cache_dir = _temp_cache()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if cache_dir.exists() and not cache_dir.is_dir(): raise FitlamError(f'cache_dir={str(cache_dir)!r}: a file, expected a folder for the token cache')
     final = cache_dir/_cache_key(source, tok)[:32]
-    if (final/'meta.json').exists(): return TokenizedCorpus(final)
+    if (final/'meta.json').exists():
+        try: return TokenizedCorpus(final)
+        except FitlamError as e:                # e.g. a disk that filled up: the entry is rebuilt, not trusted
+            warnings.warn(f'{e}: tokenizing again')
+            shutil.rmtree(final, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f'.{final.name}.', suffix='.tmp'))
     try:
@@ -895,14 +916,24 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
         meta = dict(format=_CACHE_FORMAT, n_docs=n_docs, n_tokens=n_tokens, n_types=len(vocab.itos),
                     tokenizer=tok.to_config(), source=repr(source))
         (tmp/'meta.json').write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding='utf-8')
+        for f in tmp.iterdir(): _fsync(f)       # on disk before the entry appears under its final name
         try: os.rename(tmp, final)
         except OSError:                     # another process finished the same corpus first: keep its folder
             if not (final/'meta.json').exists(): raise
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    _fsync(cache_dir)                           # the rename itself
     corpus = TokenizedCorpus(final)
     corpus.from_cache = False
     return corpus
+
+def _fsync(path: Path):
+    "Flush a file or a folder (its entries) to disk; a no-op where the OS cannot open folders (Windows)."
+    try: fd = os.open(path, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
 
 def _temp_cache() -> Path:
     "A temporary cache folder, removed when the interpreter exits (for `cache_dir=False`)."
