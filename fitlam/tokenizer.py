@@ -65,23 +65,27 @@ def rm_useless_spaces(t: str) -> str:
     return _re_space.sub(' ', t) if '  ' in t else t
 
 # %% ../nbs/10_tokenizer.ipynb #6b2f6453
-_re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
+_ALL_CAPS, _MAJ = r'[A-Z]+[^a-z\s]*', r'[A-Z][^A-Z\s]*'      # a word in capitals, a capitalised word (fastai's patterns)
+_re_all_caps, _re_maj = (re.compile(rf'(\s|^)({p})(?=(\s|$))') for p in (_ALL_CAPS, _MAJ))
+_re_all_caps_word, _re_maj_word = re.compile(_ALL_CAPS), re.compile(_MAJ)
+
+def _all_caps_word(w: str) -> str:
+    "`replace_all_caps` on one whitespace-free word."
+    if _re_all_caps_word.fullmatch(w): return f'{TK_UP} {w.lower()}' if len(w) > 1 else w.lower()
+    return w
+
+def _maj_word(w: str) -> str:
+    "`replace_maj` on one whitespace-free word."
+    if _re_maj_word.fullmatch(w): return f'{TK_MAJ} {w.lower()}' if len(w) > 1 else w.lower()
+    return w
 
 def replace_all_caps(t: str) -> str:
     "Lower-case words written in capitals and put `xxup` before them: `GREAT` -> `xxup great`."
-    def _sub(m):
-        tok = f'{TK_UP} ' if len(m.groups()[1]) > 1 else ''
-        return f'{m.groups()[0]}{tok}{m.groups()[1].lower()}'
-    return _re_all_caps.sub(_sub, t)
-
-_re_maj = re.compile(r'(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))')
+    return _re_all_caps.sub(lambda m: m[1] + _all_caps_word(m[2]), t)
 
 def replace_maj(t: str) -> str:
     "Lower-case capitalised words and put `xxmaj` before them: `Great` -> `xxmaj great`."
-    def _sub(m):
-        tok = f'{TK_MAJ} ' if len(m.groups()[1]) > 1 else ''
-        return f'{m.groups()[0]}{tok}{m.groups()[1].lower()}'
-    return _re_maj.sub(_sub, t)
+    return _re_maj.sub(lambda m: m[1] + _maj_word(m[2]), t)
 
 def lowercase(t: str, add_bos: bool = True, add_eos: bool = False) -> str:
     "Lower-case `t`, strip it, and put `xxbos` before it (and `xxeos` after it if `add_eos`)."
@@ -104,18 +108,6 @@ def join_fields(fields: Sequence[str], mark_fields: bool = True) -> str:
     return ' '.join(f'{FLD} {i} {f}' for i, f in enumerate(fields, 1))
 
 # %% ../nbs/10_tokenizer.ipynb #3f8631a8
-def _all_caps_word(w: str) -> str:
-    "`replace_all_caps` on one whitespace-free word."
-    if _re_all_caps_word.fullmatch(w): return f'{TK_UP} {w.lower()}' if len(w) > 1 else w.lower()
-    return w
-
-def _maj_word(w: str) -> str:
-    "`replace_maj` on one whitespace-free word."
-    if _re_maj_word.fullmatch(w): return f'{TK_MAJ} {w.lower()}' if len(w) > 1 else w.lower()
-    return w
-
-_re_all_caps_word, _re_maj_word = re.compile(r'[A-Z]+[^a-z\s]*'), re.compile(r'[A-Z][^A-Z\s]*')
-
 def _default_words(w: str) -> list[str]:
     "`replace_all_caps`, `replace_maj` and `lowercase` on one word, in one go: the words they leave."
     if _re_all_caps_word.fullmatch(w): return [TK_UP, w.lower()] if len(w) > 1 else [w.lower()]
