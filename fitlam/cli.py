@@ -17,6 +17,7 @@ from .core import FitlamError, atomic_write, num_threads, set_seed
 from .vocab import Vocab
 from .download import Corpus, download, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
+from .tokenizer import _csv_columns
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
 from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
@@ -30,12 +31,8 @@ __all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', '
 # %% ../nbs/50_cli.ipynb #a5f23718
 def _read_csv(path, cols: Sequence[str]) -> pd.DataFrame:
     "Read a CSV whose `cols` must exist and have no empty cell, naming the file, the column and the rows otherwise."
-    path = Path(path)
-    if not path.is_file(): raise FitlamError(f'{path}: file not found' + (' (it is a folder)' if path.is_dir() else ''))
-    try: df = pd.read_csv(path, keep_default_na=False, dtype=str)
-    except pd.errors.EmptyDataError: raise FitlamError(f'{path}: an empty file; expected a CSV with a header and the column(s) {list(cols)}') from None
-    missing = [c for c in cols if c not in df.columns]
-    if missing: raise FitlamError(f'{path}: column(s) {missing} missing; found {list(df.columns)}')
+    _csv_columns(path, {'required': list(cols)})
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
     for c in cols:
         empty = np.flatnonzero(df[c].str.strip() == '')
         if len(empty): raise FitlamError(f'{path}: column {c!r} is empty in {len(empty)} row(s) (first data rows: {empty[:10].tolist()})')

@@ -15,7 +15,7 @@ import torch
 
 from .core import FitlamError
 from .tokenizer import (Tokenizer, DocIds, TokenizedCorpus, TextList, CSVSource, FileSource, LineSource,
-                              as_source, tokenize_corpus, join_fields)
+                              as_source, tokenize_corpus, join_fields, _csv_columns)
 from .vocab import Vocab
 
 # %% auto #0
@@ -250,13 +250,7 @@ class _Corpora:
 
 def _read_csv(path, cols: dict[str, list[str]], read: bool = True) -> pd.DataFrame | None:
     "The columns of the CSV file `path` named in `cols` (`{'text': [...], 'label': [...]}`), or a `FitlamError` naming the file and the columns it has."
-    path = Path(path)
-    if not path.exists(): raise FitlamError(f'{path}: file not found')
-    if path.is_dir(): raise FitlamError(f'{path}: a folder, expected a CSV file')
-    found = list(pd.read_csv(path, nrows=0).columns)
-    for what, cs in cols.items():
-        missing = [c for c in cs if c not in found]
-        if missing: raise FitlamError(f"{path}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} missing; found {found}")
+    _csv_columns(path, cols)
     wanted = [c for cs in cols.values() for c in cs]
     return pd.read_csv(path, usecols=wanted, keep_default_na=False, na_values=['']) if read and wanted else None
 
@@ -299,12 +293,12 @@ def _labels(df: pd.DataFrame, cols: list[str], name: str):
     if nan.any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
     return _multi_hot(df[cols], f'{name}: label columns {cols}')
 
-def _multi_hot(y, name: str) -> np.ndarray:
-    "`y` as a float32 array of 0s and 1s (one column per class), or a `FitlamError` naming the rows that are not."
+def _multi_hot(y, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    "`y` as a float32 array of 0s and 1s (one column per class), or a `FitlamError` naming the rows (of the data: `rows` maps `y`'s to them) that are not."
     try: out = np.asarray(y, np.float32)
     except (TypeError, ValueError) as e: raise FitlamError(f'{name}: multi-label columns must hold 0 or 1 ({e})') from None
     bad = ~np.isin(out, (0., 1.)).all(axis=1)
-    if bad.any(): raise FitlamError(f'{name}: multi-label columns must hold 0 or 1; rows {_bad_rows(bad)} do not')
+    if bad.any(): raise FitlamError(f'{name}: multi-label columns must hold 0 or 1; rows {_bad_rows(bad, rows=rows)} do not')
     return out
 
 def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[TextList | CSVSource, np.ndarray | None]:
@@ -480,7 +474,7 @@ class TextClasDataBunch(_Bunch):
             if vy is None or len(vy) != len(vc): raise FitlamError(f'{0 if vy is None else len(vy)} labels for {len(vc)} validation texts')
         if isinstance(ty, np.ndarray) and ty.ndim == 2:              # multi-hot label columns, given as such
             if classes is None or len(classes) != ty.shape[1]: raise FitlamError('multi-hot labels need `classes`, one per column')
-            ty, vy, classes = _multi_hot(ty, 'train labels'), _multi_hot(vy, 'valid labels'), list(classes)
+            ty, vy, classes = _multi_hot(ty, 'train labels', tr_idx), _multi_hot(vy, 'valid labels', va_idx), list(classes)
         else:
             ty, classes = encode_labels(ty, classes, label_delim, name='train labels', rows=tr_idx)
             vy, _ = encode_labels(vy, classes, label_delim, name='valid labels', rows=va_idx)

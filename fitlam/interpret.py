@@ -83,13 +83,15 @@ class ClassificationInterpretation:
 
 # %% ../nbs/41_interpret.ipynb #030cd8b5
 def _class_index(classes, target) -> int:
-    "The index of `target` (a class name, or an index into `classes`), or a `FitlamError` listing the classes."
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+    "The index of `target`: a class name, or an index into `classes` (but where the classes are ints: then an int is a name)."
+    names = [str(c) for c in classes]
+    int_classes = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool) and not int_classes:
         if 0 <= target < len(classes): return int(target)
         raise FitlamError(f'target={target}: expected a class index in [0, {len(classes)}) or a class name {list(classes)}')
-    names = [str(c) for c in classes]
     if str(target) in names: return names.index(str(target))
-    raise FitlamError(f'target={target!r}: not one of the classes {list(classes)}')
+    raise FitlamError(f'target={target!r}: not one of the classes {list(classes)}'
+                      + (' (the classes are ints, so an int target is a class, not an index)' if int_classes else ''))
 
 def token_importance(learn: ClassifierLearner, text: str, target: int | str | None = None) -> pd.DataFrame:
     "Score each token of `text` by gradient x input for class `target` (default: the predicted class); tokens in reading order."

@@ -222,7 +222,7 @@ class Learner:
         self.data, self.loss_func, self.opt_func, self.wd, self.wd_bn_bias, self.train_bn = data, loss_func, opt_func, wd, wd_bn_bias, train_bn
         self.path, self.model_dir, self.bf16 = Path(path), Path(model_dir), bf16
         self.trim_heap_s, self._trimmed = trim_heap_s, time.monotonic()
-        self.device = _device(device) if device is not None else default_device()
+        self.device = _device(device if device is not None else default_device())     # $FITLAM_DEVICE checked too
         self.model = model.to(self.device)
         self.layer_groups = get_layer_groups(self.model, splitter)
         self._norm_ids = {id(p) for p in norm_params(self.model)}
@@ -378,8 +378,8 @@ class Learner:
         if self._resume is not None: self._restore_checkpoint(self._resume)
         for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
+            self.epochs_done = self.epoch_base + epoch + 1    # its loader epoch is used: a fit cancelled in it (EarlyStopping) moves on too
             self._with_events(self._do_epoch, 'epoch', CancelEpochException)
-            self.epochs_done = self.epoch_base + epoch + 1
             if self._checkpoint is not None: self.save_checkpoint(self._checkpoint)
 
     def _end_cleanup(self):
@@ -560,19 +560,20 @@ class Learner:
         missing = [k for k in ('model', 'opt', 'epoch', 'n_epoch', 'train_iter', 'frozen_idx', 'rng', 'cbs') if k not in ck]
         if missing: raise FitlamError(f'{path}: a training checkpoint without {missing}')
         self._check_meta(ck.get('meta', {}), path)
-        if ck.get('epoch_base', 0) != self.epoch_base:     # the killed fit came after other fits: its loaders' epochs continue theirs
-            self.epoch_base = ck.get('epoch_base', 0)
-            self.epoch_iters = _epoch_iters(self.data.train_dl, self.n_epoch, self.epoch_base)
-            self.total_iter = max(1, sum(self.epoch_iters))
-        ours = list(self.epoch_iters)
+        base = ck.get('epoch_base', 0)                     # the killed fit may have come after other fits: its loaders' epochs continue theirs
+        ours = list(self.epoch_iters) if base == self.epoch_base else _epoch_iters(self.data.train_dl, self.n_epoch, base)
         if 'n_iters' in ck: same, theirs = ck['n_iters'] == ours, ck['n_iters']
         else:   # written before 2026-11-25: the batch count of the epoch it was written in
             same, theirs = ck['n_epoch'] == self.n_epoch and ck['n_iter'] == ours[min(ck['epoch'], len(ours) - 1)], ck['n_iter']
         if not same:
             raise FitlamError(f"{path}: a checkpoint of a {ck['n_epoch']}-epoch fit of {theirs} batches per epoch; "
                               f"this fit has {self.n_epoch} epochs of {ours}")
+        model_state, opt_state = copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.opt.state_dict())  # put back if it does not fit
         try: self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['opt'])
-        except (RuntimeError, ValueError, KeyError) as e: raise FitlamError(f'{path}: the checkpoint does not fit this learner: {e}') from None
+        except (RuntimeError, ValueError, KeyError) as e:
+            self.model.load_state_dict(model_state); self.opt.load_state_dict(opt_state)
+            raise FitlamError(f'{path}: the checkpoint does not fit this learner: {e}') from None
+        self.epoch_base, self.epoch_iters, self.total_iter = base, ours, max(1, sum(ours))
         self.freeze_to(ck['frozen_idx'])
         self.start_epoch, self.train_iter = ck['epoch'] + 1, ck['train_iter']
         self.epochs_done = self.epoch_base + self.start_epoch

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
 from .tokenizer import DocIds, TextList, Tokenizer
 from .vocab import Vocab
-from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _check_cols, _new_docs
+from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _check_cols, _df_texts, _new_docs
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (load_encoder, load_pretrained, read_checkpoint, read_fastai_itos, save_encoder,
@@ -179,7 +179,7 @@ class LMLearner(TextLearner):
         histories = []
         if freeze_epochs:
             self.freeze()
-            lr0 = freeze_lr if freeze_lr is not None else 10 * lr
+            lr0 = freeze_lr if freeze_lr is not None else 10 * (float(lr[-1]) if np.ndim(lr) else lr)   # a list: 10x its top group's
             if verbose: print(f'LM fine-tuning, frozen: layer group {len(self.layer_groups) - 1} (embedding + decoder) '
                               f'for {freeze_epochs} epoch(s), lr {lr0:.3g}')
             self.fit_stlr(freeze_epochs, lr=lr0, cut_frac=cut_frac, ratio=ratio, cbs=cbs)
@@ -372,6 +372,8 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     state = load_file(path, kinds=(EXPORT_FORMAT,))
     missing = [k for k in ('config', 'itos', 'model', 'tokenizer', 'classes', 'state_dict') if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
+    bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple))) if not isinstance(state[k], t)]
+    if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
     if state.get('version', 1) > EXPORT_VERSION:
         raise FitlamError(f"{path}: an export of version {state['version']}, newer than this fitlam reads ({EXPORT_VERSION}); upgrade fitlam")
     if not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class'):
@@ -414,8 +416,8 @@ class Ensemble:
 
     def accuracy(self, texts, labels) -> float:
         "The ensemble's accuracy on `texts` with true `labels` (class names)."
-        if isinstance(texts, str) or len(texts) != len(labels):
-            raise FitlamError(f'Ensemble.accuracy: {1 if isinstance(texts, str) else len(texts)} text(s) but {len(labels)} labels; give one label per text')
+        if isinstance(texts, str): raise FitlamError('Ensemble.accuracy: texts is one string; pass a list of texts and a list of their labels')
+        if len(texts) != len(labels): raise FitlamError(f'Ensemble.accuracy: {len(texts)} text(s) but {len(labels)} labels; give one label per text')
         unknown = sorted({str(l) for l in labels} - set(map(str, self.classes)))
         if unknown: raise FitlamError(f'Ensemble.accuracy: labels {unknown[:5]} are not among the classes {self.classes}')
         idx = torch.tensor([list(map(str, self.classes)).index(str(l)) for l in labels])
@@ -431,8 +433,9 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            verbose: bool = True) -> ClassifierLearner:
     "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
-        if not isinstance(d, pd.DataFrame): raise FitlamError(f'ulmfit: {name} is a {type(d).__name__}, expected a DataFrame')
         _check_cols(d, [text_col], 'text', name); _check_cols(d, [label_col], 'label', name)
+        _df_texts(d, [text_col], None, name)                           # empty or missing texts, by row
+        if (nan := d[label_col].isna().to_numpy()).any(): raise FitlamError(f"{name}: missing (NaN) label in rows {np.flatnonzero(nan)[:10].tolist()}")
     path = Path(path)
     pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
     set_seed(seed)

@@ -135,7 +135,7 @@ def _fn_name(f) -> str | dict:
     return f'{mod}:{name}'
 
 def _fn_from_name(name, trusted: bool = True) -> Callable:
-    "Import a rule saved by `_fn_name`; unless `trusted`, only a function of `fitlam.tokenizer` (anything else would run code the file names)."
+    "Import a rule saved by `_fn_name`; unless `trusted`, only one of fitlam's text rules (`_BUILTIN_RULES`: anything else would run code the file names)."
     if isinstance(name, dict):
         if not isinstance(name.get('kwargs'), dict): raise FitlamError(f'tokenizer config: rule {name!r} lacks its kwargs dict')
         return partial(_fn_from_name(name.get('fn'), trusted), **name['kwargs'])
@@ -144,12 +144,13 @@ def _fn_from_name(name, trusted: bool = True) -> Callable:
     mod, _, qual = name.partition(':')
     untrusted = FitlamError(f"tokenizer config: rule {name!r} is not one of fitlam's own rules; loading it would import and run "
                             'code that the file names. If you trust the file (you saved it, with your own rules), pass trust_rules=True')
-    if not trusted and (mod != 'fitlam.tokenizer' or not qual.isidentifier()): raise untrusted
+    if not trusted:                      # a fitlam rule by name: nothing is imported, no other function of the module runs
+        if mod != 'fitlam.tokenizer' or qual not in _BUILTIN_RULES: raise untrusted
+        return _BUILTIN_RULES[qual]
     try:
         obj = importlib.import_module(mod)
         for part in qual.split('.'): obj = getattr(obj, part)
     except (ImportError, AttributeError) as e: raise FitlamError(f'tokenizer config: cannot import rule {name!r} ({e})') from e
-    if not trusted and not (inspect.isfunction(obj) and obj.__module__ == 'fitlam.tokenizer'): raise untrusted
     return obj
 
 # %% ../nbs/10_tokenizer.ipynb #4bdfc53e
@@ -710,6 +711,19 @@ class TextList:
     def chunks(self, chunk_chars: int) -> Iterator[tuple[str, list, int]]: return _chunk_texts(self.texts, chunk_chars)
     def __repr__(self): return f'TextList({self.name}: {len(self)} texts)'
 
+def _csv_columns(path, cols: dict[str, Sequence[str]] | None = None) -> list[str]:
+    "The header of the CSV file `path`, checked to hold `cols` (`{'text': [...], 'label': [...]}`); a `FitlamError` naming the file otherwise."
+    import pandas as pd
+    path = Path(path)
+    if not path.exists(): raise FitlamError(f'{path}: file not found')
+    if path.is_dir(): raise FitlamError(f'{path}: a folder, expected a CSV file')
+    try: found = list(pd.read_csv(path, nrows=0).columns)
+    except pd.errors.EmptyDataError: raise FitlamError(f'{path}: an empty file; expected a CSV file with a header') from None
+    for what, cs in (cols or {}).items():
+        missing = [c for c in cs if c not in found]
+        if missing: raise FitlamError(f"{path}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} missing; found {found}")
+    return found
+
 class CSVSource:
     "Documents in the `text_cols` column(s) of a CSV file, one per row, streamed."
     kind = 'texts'
@@ -718,11 +732,7 @@ class CSVSource:
         self.path, self.chunk_rows = Path(path), chunk_rows
         self.text_cols = [text_cols] if isinstance(text_cols, (str, int)) else list(text_cols)
         self.mark_fields = len(self.text_cols) > 1 if mark_fields is None else mark_fields
-        if not self.path.exists(): raise FitlamError(f'{self.path}: file not found')
-        if self.path.is_dir(): raise FitlamError(f'{self.path}: a folder, expected a CSV file')
-        cols = list(pd.read_csv(self.path, nrows=0).columns)
-        missing = [c for c in self.text_cols if c not in cols]
-        if missing: raise FitlamError(f"{self.path}: text column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} missing; found {cols}")
+        _csv_columns(self.path, {'text': self.text_cols})
         self._n = None
     def __len__(self):
         if self._n is None: self._n = sum(len(c) for c in self._frames())
@@ -842,7 +852,7 @@ class TokenizedCorpus:
             self.offsets = np.fromfile(self.path/'offsets.i64', np.int64)
             self.counts = np.fromfile(self.path/'counts.i64', np.int64)
             self.itos = json.loads((self.path/'itos.json').read_text(encoding='utf-8'))
-        except (OSError, ValueError, KeyError, TypeError) as e:     # unreadable JSON, a missing file or key
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:     # unreadable JSON, a missing file or key (not e.g. EMFILE)
             raise FitlamError(f'{self.path}: a corrupt token cache ({type(e).__name__}: {e}); delete the folder to tokenize again') from None
         if len(self.itos) != len(self.counts) or self.offsets[0] != 0 or self.offsets[-1] != self.n_tokens:
             raise FitlamError(f'{self.path}: a corrupt token cache (vocab, counts and offsets disagree); delete the folder to tokenize again')
