@@ -71,6 +71,16 @@ def to_device(x, device):
     return x
 
 # %% ../nbs/00_core.ipynb #b081556a
+def _umask() -> int:
+    "The process's umask, read without changing it where Linux says it (/proc), else by setting and restoring it."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except OSError: pass
+    umask = os.umask(0o22); os.umask(umask)    # (briefly visible to other threads: only where /proc is missing)
+    return umask
+
 @contextmanager
 def atomic_write(path, mode: str = 'wb'):
     "Open a temporary file beside `path` for writing (text modes in UTF-8), and rename it to `path` only if the block succeeds."
@@ -78,10 +88,9 @@ def atomic_write(path, mode: str = 'wb'):
     if path.is_dir(): raise FitlamError(f'{path}: is a folder; expected a file name to write')
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    umask = os.umask(0); os.umask(umask)
     try:
         # mkstemp makes the file private (0600): give it the mode an ordinary write would (the old file's, else 0666 - umask)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
             f.flush()
