@@ -81,6 +81,27 @@ class ClassificationInterpretation:
                              'probability': [float(self.probs[i, self.preds[i]]) for i in idx],
                              'loss': [float(self.losses[i]) for i in idx]}, index=idx)
 
+    def plot_top_losses(self, k: int = 10) -> pd.DataFrame:
+        "fastai's name for `top_losses`: for texts, a table (shown by the notebook)."
+        return self.top_losses(k)
+
+    def classification_report(self) -> pd.DataFrame:
+        "Precision, recall, F1 and support per class, then accuracy, macro and support-weighted averages (as scikit-learn's report)."
+        cm = self.confusion_matrix().astype(float)
+        tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+        prec, rec = tp / np.maximum(predicted, 1), tp / np.maximum(support, 1)     # 0 where a class is never predicted / present
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.)
+        rep = pd.DataFrame({'precision': prec, 'recall': rec, 'f1': f1, 'support': support.astype(int)}, index=[str(c) for c in self.classes])
+        n, w = support.sum(), support / max(support.sum(), 1)
+        rep.loc['accuracy'] = [np.nan, np.nan, tp.sum() / max(n, 1), int(n)]
+        rep.loc['macro avg'] = [prec.mean(), rec.mean(), f1.mean(), int(n)]
+        rep.loc['weighted avg'] = [(prec * w).sum(), (rec * w).sum(), (f1 * w).sum(), int(n)]
+        return rep.astype({'support': int})
+
+    def print_classification_report(self, digits: int = 3):
+        "Print `classification_report` (fastai's name)."
+        print(self.classification_report().round(digits).to_string(na_rep=''))
+
 # %% ../nbs/41_interpret.ipynb #030cd8b5
 def _class_index(classes, target) -> int:
     "The index of `target`: a class name, or an index into `classes` (but where the classes are ints: then an int is a name)."

@@ -275,6 +275,20 @@ class ClassifierLearner(TextLearner):
         return texts_to_loader(texts, self.tokenizer, self.vocab, bs=bs or getattr(self.data, 'bs', 64), backwards=self.backwards,
                                n_workers=2)
 
+    def show_results(self, n: int = 8, max_tokens: int = 40, thresh: float = 0.5) -> pd.DataFrame:
+        "The first `n` validation documents (the first `max_tokens` tokens of each), their label, the prediction and its probability (fastai's `show_results`)."
+        dl = self.data.valid_dl
+        if dl is None: raise FitlamError('show_results: this learner has no validation data (a loaded learner: use predict)')
+        n = min(n, len(dl.docs))
+        docs, labels = dl.docs.subset(np.arange(n)), dl.labels[:n]
+        probs, _ = self.get_preds(dl=ClasLoader(docs, labels, bs=max(n, 1), shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards))
+        preds = [self._to_pred(p, thresh) for p in probs]
+        name = lambda y: ';'.join(str(c) for c, on in zip(self.classes, y.tolist()) if on) if self.multi_label else self.classes[int(y)]
+        return pd.DataFrame({'text': [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)],
+                             'actual': [name(torch.as_tensor(y)) for y in labels],
+                             'predicted': [';'.join(map(str, p.label)) if self.multi_label else p.label for p in preds],
+                             'probability': [float(p.probs.max()) for p in preds]})          # the most probable class's
+
     def _to_pred(self, p: Tensor, thresh: float) -> Prediction:
         if self.multi_label:
             idx = (p > thresh).nonzero().flatten().tolist()
