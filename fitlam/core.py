@@ -60,7 +60,9 @@ def set_rng_states(states: dict):
 # %% ../nbs/00_core.ipynb #14b9fef2
 def default_device() -> torch.device:
     "The device to train on: `$FITLAM_DEVICE` if set, else CUDA if available, else the CPU."
-    if env := os.environ.get('FITLAM_DEVICE'): return torch.device(env)
+    if env := os.environ.get('FITLAM_DEVICE'):
+        try: return torch.device(env)
+        except (RuntimeError, TypeError) as e: raise FitlamError(f"FITLAM_DEVICE={env!r}: not a device name ({e}); e.g. 'cpu' or 'cuda'") from None
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 def to_device(x, device):
