@@ -99,3 +99,6 @@ def test_the_tutorials_share_one_pretrained_lm():
         exec(parameters_cell(read(name)).source, other)
         for k, p in other['PRESETS'].items():
             assert p['pretrained'] == 'wt103' or p['pretrained'] == saved.get(k), (name, k, p['pretrained'], saved)
+            if p.get('pretrained_bwd') is not None:    # the backward LM: tutorial_pretrain's name with _bwd (overrides {backwards: true})
+                want = 'wt103_bwd' if p['pretrained'] == 'wt103' else saved[k].replace('.pth', '_bwd.pth')
+                assert p['pretrained_bwd'] == want, (name, k, p['pretrained_bwd'], want)
