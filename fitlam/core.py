@@ -58,11 +58,17 @@ def set_rng_states(states: dict):
     if 'cuda' in states and torch.cuda.is_available(): torch.cuda.set_rng_state_all(states['cuda'])
 
 # %% ../nbs/00_core.ipynb #14b9fef2
+def _device(device, what: str = 'device') -> torch.device:
+    "`device` as a `torch.device` this machine has, or a `FitlamError` naming `what` (the argument or variable) and what it has."
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise FitlamError(f"{what}={device!r}: not a device name ({e}); e.g. 'cpu' or 'cuda'") from None
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise FitlamError(f"{what}={device!r}: this machine has no CUDA GPU; use 'cpu'")
+    if d.type == 'mps' and not torch.backends.mps.is_available(): raise FitlamError(f"{what}={device!r}: MPS is not available here; use 'cpu'")
+    return d
+
 def default_device() -> torch.device:
-    "The device to train on: `$FITLAM_DEVICE` if set, else CUDA if available, else the CPU."
-    if env := os.environ.get('FITLAM_DEVICE'):
-        try: return torch.device(env)
-        except (RuntimeError, TypeError) as e: raise FitlamError(f"FITLAM_DEVICE={env!r}: not a device name ({e}); e.g. 'cpu' or 'cuda'") from None
+    "The device to train on: `$FITLAM_DEVICE` if set (checked), else CUDA if available, else the CPU."
+    if env := os.environ.get('FITLAM_DEVICE'): return _device(env, 'FITLAM_DEVICE')
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 def to_device(x, device):

@@ -283,6 +283,11 @@ def _check_texts_col(col: pd.Series, name: str):
     bad = col.isna().to_numpy() | ~col.map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy()
     if bad.any(): raise FitlamError(f'{name}: missing or empty text in rows {_bad_rows(bad)}')
 
+def _label_names(ys, classes, multi_label: bool = False) -> list:
+    "Encoded labels as class names: an index each, or (`multi_label`) a 0/1 row each, shown as the names joined by ';'."
+    if multi_label: return [';'.join(str(c) for c, on in zip(classes, y.tolist()) if on) for y in torch.as_tensor(ys)]
+    return [classes[int(i)] for i in torch.as_tensor(ys).tolist()]
+
 def _listify_cols(c) -> list[str]: return [c] if isinstance(c, (str, int)) else list(c)
 
 def _labels(df: pd.DataFrame, cols: list[str], name: str):
@@ -545,9 +550,7 @@ class TextClasDataBunch(_Bunch):
     def show_batch(self, n: int = 4, max_tokens: int = 40) -> pd.DataFrame:
         "The first `n` documents of a training batch, decoded, with their labels."
         xb, yb = next(iter(self.train_dl))
-        if self.multi_label: labels = [';'.join(c for c, on in zip(self.classes, y.tolist()) if on) for y in yb[:n]]
-        else: labels = [self.classes[i] for i in yb[:n].tolist()]
-        return pd.DataFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], 'label': labels})
+        return pd.DataFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], 'label': _label_names(yb[:n], self.classes, self.multi_label)})
 
     def __repr__(self):
         return (f'TextClasDataBunch(train: {len(self.train_dl.docs)} docs; valid: {len(self.valid_dl.docs)} docs; '

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import FitlamError, atomic_save, default_device, get_rng_states, listify, set_rng_states, to_device, trim_heap
+from .core import FitlamError, _device, atomic_save, default_device, get_rng_states, listify, set_rng_states, to_device, trim_heap
 from fitlam.callback import (
     Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException, CancelValidateException,
     set_hyper)
@@ -104,14 +104,6 @@ def _check_lr(lr, what: str = 'lr') -> float:
     except (TypeError, ValueError): v = float('nan')
     if not (math.isfinite(v) and v >= 0): raise FitlamError(f'{what}={lr!r}: expected a finite learning rate >= 0')
     return v
-
-def _device(device) -> torch.device:
-    "`device` as a `torch.device` this machine has, or a `FitlamError` saying which it has."
-    try: d = torch.device(device)
-    except (RuntimeError, TypeError) as e: raise FitlamError(f"device={device!r}: not a device name ({e}); e.g. 'cpu' or 'cuda'") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise FitlamError(f"device={device!r}: this machine has no CUDA GPU; use device='cpu'")
-    if d.type == 'mps' and not torch.backends.mps.is_available(): raise FitlamError(f"device={device!r}: MPS is not available here; use device='cpu'")
-    return d
 
 def _check_epochs(n, what: str = 'n_epoch') -> int:
     "`n` as an int, or a `FitlamError`: a number of epochs is a whole number >= 0."
@@ -222,7 +214,7 @@ class Learner:
         self.data, self.loss_func, self.opt_func, self.wd, self.wd_bn_bias, self.train_bn = data, loss_func, opt_func, wd, wd_bn_bias, train_bn
         self.path, self.model_dir, self.bf16 = Path(path), Path(model_dir), bf16
         self.trim_heap_s, self._trimmed = trim_heap_s, time.monotonic()
-        self.device = _device(device if device is not None else default_device())     # $FITLAM_DEVICE checked too
+        self.device = _device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.layer_groups = get_layer_groups(self.model, splitter)
         self._norm_ids = {id(p) for p in norm_params(self.model)}

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
 from .tokenizer import DocIds, TextList, Tokenizer
 from .vocab import Vocab
-from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _check_cols, _df_texts, _new_docs
+from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _bad_rows, _df_texts, _labels, _new_docs, _label_names
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (load_encoder, load_pretrained, read_checkpoint, read_fastai_itos, save_encoder,
@@ -283,9 +283,8 @@ class ClassifierLearner(TextLearner):
         docs, labels = dl.docs.subset(np.arange(n)), dl.labels[:n]
         probs, _ = self.get_preds(dl=ClasLoader(docs, labels, bs=max(n, 1), shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards))
         preds = [self._to_pred(p, thresh) for p in probs]
-        name = lambda y: ';'.join(str(c) for c, on in zip(self.classes, y.tolist()) if on) if self.multi_label else self.classes[int(y)]
         return pd.DataFrame({'text': [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)],
-                             'actual': [name(torch.as_tensor(y)) for y in labels],
+                             'actual': _label_names(labels, self.classes, self.multi_label),
                              'predicted': [';'.join(map(str, p.label)) if self.multi_label else p.label for p in preds],
                              'probability': [float(p.probs.max()) for p in preds]})          # the most probable class's
 
@@ -447,9 +446,8 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            verbose: bool = True) -> ClassifierLearner:
     "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
-        _check_cols(d, [text_col], 'text', name); _check_cols(d, [label_col], 'label', name)
-        _df_texts(d, [text_col], None, name)                           # empty or missing texts, by row
-        if (nan := d[label_col].isna().to_numpy()).any(): raise FitlamError(f"{name}: missing (NaN) label in rows {np.flatnonzero(nan)[:10].tolist()}")
+        _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
+        if (nan := _labels(d, [label_col], name).isna().to_numpy()).any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
     path = Path(path)
     pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
     set_seed(seed)
