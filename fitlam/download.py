@@ -486,6 +486,10 @@ class Corpus:
     "The text files of a language-model corpus, and generators of their paragraphs and documents."
     files: list[Path]
 
+    def __post_init__(self):
+        files = [self.files] if isinstance(self.files, (str, os.PathLike)) else self.files   # one file, or paths as strings
+        self.files = [Path(f) for f in files]
+
     def __len__(self): return len(self.files)
     def __iter__(self): return iter(self.files)
     def __repr__(self): return f'Corpus({len(self.files)} files: {[f.name for f in self.files[:3]]}...)'
