@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""How well does the LR range test predict training speed? (tutorial_pretrain's time budget rests on it.)
+
+The quick pretraining setup (all of `$FITLAM_DATA/gutenberg`, WikiText-2 valid, 10k vocab, 200/512/2 AWD-LSTM,
+bs 64, bptt 70): `lr_find(num_it=50)` with every training batch's end time-stamped, then `fit_one_cycle` on the
+first 6,000 paragraphs. Prints the gaps between batches, the whole-test estimate (what the notebook used before
+12-02), the batch-to-batch estimate from the tenth batch on, the median batch (what it uses now) and the fit's speed.
+
+    FITLAM_DATA=../shared/data python bench/lr_find_speed.py     # ~5 min on 2 cores; the tokenization is cached
+"""
+import sys, time
+from pathlib import Path
+HERE = Path(__file__).resolve().parent
+sys.path = [p for p in sys.path if Path(p or '.').resolve() != HERE]     # bench/tokenize.py must not shadow the standard library's
+
+import numpy as np
+from fitlam.callback import Callback
+from fitlam.core import set_seed
+from fitlam.data import TextLMDataBunch
+from fitlam.download import Corpus, fitlam_data, get_corpus
+from fitlam.models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
+from fitlam.text_learner import language_model_learner
+
+class Stamps(Callback):
+    def before_fit(self): self.t0, self.stamps, self.tokens = time.perf_counter(), [], []
+    def after_batch(self):
+        if self.learn.training: self.stamps.append(time.perf_counter()); self.tokens.append(self.learn.xb.numel())
+
+def main():
+    root = fitlam_data()
+    if root is None: sys.exit('set FITLAM_DATA to the folder with gutenberg/ and wikitext2/')
+    t = time.perf_counter()
+    data = TextLMDataBunch.from_sources(get_corpus(root/'gutenberg'/'books').source(), Corpus(root/'wikitext2'/'wiki.valid.tokens').source('documents'),
+                                        bs=64, bptt=70, seed=42, max_vocab=10_000, min_freq=3)
+    print(f'data {time.perf_counter() - t:.0f} s', data)
+    config = AWDLSTMConfig(**{**FASTAI_LM_CONFIG.to_dict(), 'emb_sz': 200, 'n_hid': 512, 'n_layers': 2})
+    set_seed(42)
+    learn = language_model_learner(data, config=config, drop_mult=0.3, progress=False)
+    s = Stamps(); t = time.perf_counter()
+    with learn.added_cbs(s): learn.lr_find(num_it=50)
+    whole = time.perf_counter() - t
+    st, tk = np.array(s.stamps), np.array(s.tokens)
+    print(f'lr_find {whole:.1f} s; first batch ends {st[0] - s.t0:.1f} s after the fit starts')
+    print('batch gaps (s):', np.round(np.diff(st), 2).tolist())
+    print(f'tokens/s: whole test {tk.sum() / whole:,.0f}; batch to batch after 10 {tk[11:].sum() / (st[-1] - st[10]):,.0f}; '
+          f'median batch {np.median(tk[1:] / np.diff(st)):,.0f}')
+    keep = np.arange(min(6000, len(data.train_dl.docs)))
+    learn.data = TextLMDataBunch(data.train_dl.docs.subset(keep), data.valid_dl.docs, data.vocab, data.tokenizer, bs=64, bptt=70, seed=42)
+    n = learn.data.train_dl.n_tokens; t = time.perf_counter(); learn.fit_one_cycle(1, lr=5e-3); dt = time.perf_counter() - t
+    print(f'fit_one_cycle: {n:,} tokens in {dt:.0f} s, the validation pass included: {n / dt:,.0f} tokens/s')
+
+if __name__ == '__main__': main()
