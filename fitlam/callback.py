@@ -14,7 +14,7 @@ from .core import FitlamError
 
 # %% auto #0
 __all__ = ['EVENTS', 'CancelBatchException', 'CancelTrainException', 'CancelValidateException', 'CancelEpochException',
-           'CancelFitException', 'Callback', 'get_hyper', 'set_hyper']
+           'CancelFitException', 'Callback', 'get_hyper', 'set_hyper', 'TrainingDiverged', 'TerminateOnNaN']
 
 # %% ../nbs/30_callback.ipynb #33072e7c
 EVENTS = ['before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
@@ -100,3 +100,28 @@ def set_hyper(opt: torch.optim.Optimizer, name: str, value: float | Sequence[flo
         else:
             _read(g, name)   # fails, naming the keys, on an unknown name
             g[name] = v
+
+# %% ../nbs/30_callback.ipynb #6a510904
+class TrainingDiverged(FitlamError):
+    "Training stopped because a loss or gradient became infinite or NaN (the learning rate is too high, most often)."
+
+def _grads_finite(opt: torch.optim.Optimizer) -> bool:
+    "Whether every gradient held by `opt`'s parameters is finite (one norm per tensor, one sync)."
+    grads = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
+    if not grads: return True
+    norms = torch._foreach_norm(grads) if hasattr(torch, '_foreach_norm') else [g.norm() for g in grads]
+    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+
+class TerminateOnNaN(Callback):
+    "Stop training with a `TrainingDiverged` error, before the optimizer step, when a batch's loss or gradients are not finite."
+    order = 50           # after_backward, after whatever changes the gradients there
+    def after_backward(self):
+        learn = self.learn
+        what = 'loss' if not bool(torch.isfinite(learn.loss).all()) else None if _grads_finite(learn.opt) else 'gradient'
+        if what is None: return
+        lrs = get_hyper(learn.opt, 'lr')
+        raise TrainingDiverged(
+            f'training diverged: the {what} of batch {learn.iter + 1}/{learn.n_iter} in epoch {learn.epoch + 1}/{learn.n_epoch} is '
+            f'{"nan" if what == "loss" and bool(torch.isnan(learn.loss).any()) else "infinite or nan"} (learning rate {lrs[-1]:.3g} '
+            f'for the top layer group). The fit stopped before that batch\'s step, so the model keeps the weights of the last '
+            f'finite step. Train again with a lower learning rate (learn.lr_find() suggests one)')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_cli.ipynb #545800fa
 from __future__ import annotations
-import argparse, json, os, platform, sys, time
+import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +17,7 @@ from .core import FitlamError, atomic_write, num_threads, set_seed
 from .vocab import Vocab
 from .download import Corpus, download, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
-from .tokenizer import _csv_columns
+from .csvio import check_columns, read_csv
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
 from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
@@ -29,14 +29,24 @@ __all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', '
            'cli']
 
 # %% ../nbs/50_cli.ipynb #a5f23718
-def _read_csv(path, cols: Sequence[str]) -> pd.DataFrame:
-    "Read a CSV whose `cols` must exist and have no empty cell, naming the file, the column and the rows otherwise."
-    _csv_columns(path, {'required': list(cols)})
-    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+def _read_csv(path, cols: Sequence[str], encoding: str = 'utf-8') -> pd.DataFrame:
+    "Read a CSV (every cell a string) whose `cols` must exist and have no empty cell, naming the file, the column and the rows otherwise."
+    check_columns(path, {'required': list(cols)}, encoding, what='--encoding')
+    df = read_csv(path, encoding=encoding, what='--encoding')
     for c in cols:
         empty = np.flatnonzero(df[c].str.strip() == '')
         if len(empty): raise FitlamError(f'{path}: column {c!r} is empty in {len(empty)} row(s) (first data rows: {empty[:10].tolist()})')
     return df
+
+def _check_out(path, what: str = '--out') -> Path:
+    "Make the output folder `path` and check a file can be written there, before any training: a `FitlamError` naming it otherwise."
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix='.fitlam-check-'): pass
+    except (FileExistsError, NotADirectoryError): raise FitlamError(f'{what} {path}: a file is in the way; expected a folder') from None
+    except OSError as e: raise FitlamError(f'{what} {path}: cannot write there ({e.strerror})') from None
+    return path
 
 def _save_fig(fig, path: Path):
     "Write a matplotlib figure to `path` as PNG, atomically."
@@ -70,18 +80,18 @@ def _lm_size(learn) -> dict:
 # %% ../nbs/50_cli.ipynb #13052e9c
 def cmd_pretrain(args) -> dict:
     "Stage 1: train an AWD-LSTM LM on a general-domain corpus."
-    t0 = time.perf_counter()
+    t0, out = time.perf_counter(), _check_out(args.out)
     learn = pretrain_lm(_corpus_source(args.corpus, args.max_words), config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
                         max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, backwards=args.backwards,
                         seed=args.seed, path=args.out, progress=not args.quiet)
-    lm_path = learn.save_lm(Path(args.out)/'lm.pth')
-    return _write_report(Path(args.out), 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
+    lm_path = learn.save_lm(out/'lm.pth')
+    return _write_report(out, 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
                          vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
 def cmd_finetune_lm(args) -> dict:
     "Stage 2: fine-tune a pretrained LM on the task's text (labels unused)."
-    t0 = time.perf_counter()
-    texts = [t for f in args.train + (args.unsup or []) for t in _read_csv(f, [args.text_col])[args.text_col]]
+    t0, out = time.perf_counter(), _check_out(args.out)
+    texts = [t for f in args.train + (args.unsup or []) for t in _read_csv(f, [args.text_col], args.encoding)[args.text_col]]
     pretrained = _checkpoint_file(args.pretrained, args.out) if args.pretrained else None   # a path, or a name under --out/models
     if args.wt103:
         folder = download('wt103_bwd' if args.backwards else 'wt103_fwd')
@@ -92,16 +102,15 @@ def cmd_finetune_lm(args) -> dict:
                                       pretrained_vocab=None if args.task_vocab_only else pretrained)
     learn = language_model_learner(data, pretrained=pretrained, drop_mult=args.drop_mult, path=args.out, progress=not args.quiet)
     learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs)
-    out = Path(args.out)
     lm_path, enc_path = learn.save_lm(out/'lm.pth'), learn.save_encoder(out/'encoder.pth')
     return _write_report(out, 'finetune-lm', learn, lm=str(lm_path), encoder=str(enc_path), pretrained=str(pretrained),
                          n_texts=len(texts), vocab=len(data.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
 def cmd_train_clas(args) -> dict:
     "Stage 3: fine-tune a classifier on the encoder with gradual unfreezing; export it."
-    t0 = time.perf_counter()
+    t0, out = time.perf_counter(), _check_out(args.out)
     cols = [args.text_col, args.label_col]
-    train, valid = _read_csv(args.train, cols), _read_csv(args.valid, cols)
+    train, valid = _read_csv(args.train, cols, args.encoding), _read_csv(args.valid, cols, args.encoding)
     vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,
@@ -109,7 +118,6 @@ def cmd_train_clas(args) -> dict:
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
                                     progress=not args.quiet)
     learn.fine_tune(args.epochs, final_epochs=args.final_epochs, lr=args.lr, lr_factor=args.lr_factor)
-    out = Path(args.out)
     model = learn.export(out/'classifier.pt')
     interp = ClassificationInterpretation.from_learner(learn)
     _save_fig(interp.plot_confusion_matrix(), out/'confusion.png')
@@ -121,8 +129,9 @@ def cmd_train_clas(args) -> dict:
 
 def cmd_predict(args) -> pd.DataFrame:
     "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier."
+    if args.out: _check_out(Path(args.out).parent or '.', what=f'--out {args.out}: its folder')
     learn = load_learner(args.model, trust_rules=args.trust_rules)
-    df = pd.DataFrame({args.text_col: args.text}) if args.text else _read_csv(args.input, [args.text_col])
+    df = pd.DataFrame({args.text_col: args.text}) if args.text else _read_csv(args.input, [args.text_col], args.encoding)
     probs = learn.predict_proba(df[args.text_col].tolist())
     out = df.assign(prediction=[learn.classes[i] for i in probs.argmax(1).tolist()], probability=probs.max(1).values.numpy())
     if args.out:
@@ -134,7 +143,7 @@ def cmd_predict(args) -> pd.DataFrame:
 def cmd_evaluate(args) -> dict:
     "Accuracy and error rate of an exported classifier on a labelled CSV."
     learn = load_learner(args.model, trust_rules=args.trust_rules)
-    df = _read_csv(args.data, [args.text_col, args.label_col])
+    df = _read_csv(args.data, [args.text_col, args.label_col], args.encoding)
     names = [str(c) for c in learn.classes]            # a CSV's labels are text; the model's classes may be ints
     unknown = sorted(set(df[args.label_col]) - set(names))
     if unknown: raise FitlamError(f'{args.data}: labels {unknown[:5]} are not among the classes the model knows: {learn.classes}')
@@ -148,7 +157,7 @@ def cmd_evaluate(args) -> dict:
 # %% ../nbs/50_cli.ipynb #9856a19a
 def cmd_demo(args) -> dict:
     "Run ULMFiT's three stages on TREC-6 and print the validation accuracy."
-    t0, out, timings = time.perf_counter(), Path(args.out), {}
+    t0, out, timings = time.perf_counter(), _check_out(args.out), {}
     splits = get_dataset('trec6', path=args.data)
     train, valid = splits['train'], splits['valid']
     print(f'TREC-6: {len(train)} training and {len(valid)} validation questions, {train.label.nunique()} classes')
@@ -206,12 +215,22 @@ def _add_model_args(p, emb=None, hid=None, layers=None):
     p.add_argument('--hid', type=int, default=hid, help='LSTM hidden size (default: the pretrained model, else 1152)')
     p.add_argument('--layers', type=int, default=layers, help='LSTM layers (default: the pretrained model, else 3)')
 
+def _positive_int(value: str) -> int:
+    "An argparse type: a whole number >= 1."
+    try: n = int(value)
+    except ValueError: n = 0
+    if n < 1: raise argparse.ArgumentTypeError(f'{value!r}: expected a whole number >= 1')
+    return n
+
+def _add_encoding(p):
+    p.add_argument('--encoding', default='utf-8', help="the CSV files' text encoding (default: utf-8; e.g. latin-1, cp1252)")
+
 def _add_common(p, out: str):
     p.add_argument('--out', default=out, help=f'folder for the artefacts and report (default: {out})')
     p.add_argument('--bs', type=int, default=64, help='batch size (paper: 64)')
     p.add_argument('--bptt', type=int, default=70, help='BPTT length (paper: 70)')
     p.add_argument('--seed', type=int, default=42)
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice, or $FITLAM_THREADS)')
+    p.add_argument('--threads', type=_positive_int, default=None, help='torch threads (default: torch\'s choice, or $FITLAM_THREADS)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone (words seen --min-freq times); by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--drop-mult', type=float, default=1.)
-    _add_common(p, 'fitlam_lm'); p.set_defaults(func=cmd_finetune_lm)
+    _add_encoding(p); _add_common(p, 'fitlam_lm'); p.set_defaults(func=cmd_finetune_lm)
 
     p = sub.add_parser('train-clas', help='stage 3: fine-tune a classifier with gradual unfreezing')
     p.add_argument('--train', required=True); p.add_argument('--valid', required=True)
@@ -253,14 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--final-epochs', type=int, default=None, help='epochs of the last (all layers) stage')
     p.add_argument('--lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--lr-factor', type=float, default=ULMFIT_LR_FACTOR)
     p.add_argument('--drop-mult', type=float, default=0.5)
-    _add_common(p, 'fitlam_clas'); p.set_defaults(func=cmd_train_clas)
+    _add_encoding(p); _add_common(p, 'fitlam_clas'); p.set_defaults(func=cmd_train_clas)
 
     p = sub.add_parser('predict', help='classify texts with an exported classifier')
     p.add_argument('--model', required=True)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument('--text', action='append', help='a text to classify (repeatable)')
     what.add_argument('--input', help='a CSV file with a text column'); p.add_argument('--text-col', default='text')
-    p.add_argument('--out', help='write the predictions to this CSV'); p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--out', help='write the predictions to this CSV'); p.add_argument('--threads', type=_positive_int, default=None)
+    _add_encoding(p)
     p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
     p.set_defaults(func=cmd_predict)
 
@@ -268,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model', required=True); p.add_argument('--data', required=True)
     p.add_argument('--text-col', default='text'); p.add_argument('--label-col', default='label')
     p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
-    p.add_argument('--threads', type=int, default=None); p.set_defaults(func=cmd_evaluate)
+    p.add_argument('--threads', type=_positive_int, default=None); _add_encoding(p); p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser('demo', help='ULMFiT end to end on TREC-6 with a small LM (about 10 minutes on 2 CPU cores)')
     p.add_argument('--data', default=None, help='a folder with TREC-6 train.csv/valid.csv (default: $FITLAM_DATA/trec6, else download)')
@@ -289,11 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None):
     "Run the `fitlam` command line `argv` (default: `sys.argv[1:]`) and return the subcommand's result (a report, predictions)."
     args = build_parser().parse_args(argv)
-    num_threads(getattr(args, 'threads', None))
-    try: return args.func(args)
-    except FitlamError as e:
+    try:
+        num_threads(getattr(args, 'threads', None))
+        return args.func(args)
+    except BrokenPipeError:                     # `fitlam predict ... | head`: the reader left; say so once, without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # nothing more to flush at exit
+        print(f'fitlam {args.command}: error: the output was closed before all of it was written (broken pipe)', file=sys.stderr)
+    except (FitlamError, OSError) as e:         # an OSError: a full disk, a folder that cannot be written...
         print(f'fitlam {args.command}: error: {e}', file=sys.stderr)
-        raise SystemExit(2) from None
+    raise SystemExit(2)
 
 def cli() -> int:
     "The `fitlam` console script: `main`, with exit status 0 on success (a returned report is not an exit status)."

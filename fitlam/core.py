@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #94b6d4b2
 from __future__ import annotations
-import os, random, tempfile
+import os, random, shutil, tempfile, time, zipfile, zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'SPECIAL_TOKENS', 'FitlamError', 'set_seed',
-           'get_rng_states', 'set_rng_states', 'default_device', 'to_device', 'atomic_write', 'atomic_save', 'listify',
-           'num_threads', 'trim_heap']
+__all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'SPECIAL_TOKENS', 'TMP_SUFFIX',
+           'FitlamError', 'set_seed', 'get_rng_states', 'set_rng_states', 'default_device', 'to_device', 'clean_stale',
+           'atomic_write', 'TempDir', 'check_state_fits', 'atomic_save', 'load_checked', 'listify', 'num_threads',
+           'trim_heap']
 
 # %% ../nbs/00_core.ipynb #d24ba969
 UNK   = 'xxunk'   # a word outside the vocab
@@ -79,6 +80,46 @@ def to_device(x, device):
     return x
 
 # %% ../nbs/00_core.ipynb #b081556a
+try: import fcntl
+except ImportError: fcntl = None   # Windows: leftovers are cleaned by age alone
+
+TMP_SUFFIX = '.fitlam-tmp'        # fitlam's temporary files and folders: only these are ever cleaned up
+_MIN_STALE_S = 60.                # a leftover younger than this may belong to a writer about to lock it
+_NO_LOCK_STALE_S = 24 * 3600.     # without flock (Windows), a leftover this old is taken to be dead
+
+def _lock(fd: int) -> bool:
+    "Take an exclusive, non-blocking `flock` on `fd`: False if another process holds it (or there is no `flock`)."
+    if fcntl is None: return False
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); return True
+    except OSError: return False
+
+def _is_stale(path: Path, lock_file: Path) -> bool:
+    "Whether the temporary `path` was left by a dead writer: older than a minute and `lock_file` not locked by anyone."
+    try:
+        age = time.time() - path.stat().st_mtime
+        if age < _MIN_STALE_S: return False
+        if fcntl is None: return age > _NO_LOCK_STALE_S
+        fd = os.open(lock_file, os.O_RDONLY)
+    except FileNotFoundError: return path.exists()          # a folder whose lock file was never written: dead
+    except OSError: return False
+    try: return _lock(fd)
+    finally: os.close(fd)
+
+def clean_stale(folder, pattern: str = f'.*{TMP_SUFFIX}') -> list[Path]:
+    "Remove the temporary files and folders under `folder` matching `pattern` that a killed writer left; return them."
+    removed = []
+    try: candidates = sorted(Path(folder).glob(pattern))
+    except OSError: return removed
+    for p in candidates:
+        lock_file = p/'.lock' if p.is_dir() else p
+        if not _is_stale(p, lock_file): continue
+        try:
+            if p.is_dir(): shutil.rmtree(p)
+            else: p.unlink()
+            removed.append(p)
+        except OSError: pass                                  # gone already, or not ours to remove: leave it
+    return removed
+
 def _umask() -> int:
     "The process's umask, read without changing it where Linux says it (/proc), else by setting and restoring it."
     try:
@@ -94,8 +135,11 @@ def atomic_write(path, mode: str = 'wb'):
     "Open a temporary file beside `path` for writing (text modes in UTF-8), and rename it to `path` only if the block succeeds."
     path = Path(path)
     if path.is_dir(): raise FitlamError(f'{path}: is a folder; expected a file name to write')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try: path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError): raise FitlamError(f'{path}: {path.parent} is a file, not a folder') from None
+    clean_stale(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=TMP_SUFFIX)
+    _lock(fd)                                   # held until the file is closed: a live writer's file is never cleaned up
     try:
         # mkstemp makes the file private (0600): give it the mode an ordinary write would (the old file's, else 0666 - umask)
         os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
@@ -103,14 +147,71 @@ def atomic_write(path, mode: str = 'wb'):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)                   # just after the lock goes with the file: the file is younger than a minute
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
         raise
 
+# %% ../nbs/00_core.ipynb #00d0513a
+class TempDir:
+    "A new folder in `parent` for building `name`, locked while in use; `rename` moves it into place, a failure in the `with` block removes it."
+    def __init__(self, parent, name: str):
+        parent = Path(parent)
+        parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(parent)
+        self.path = Path(tempfile.mkdtemp(dir=parent, prefix=f'.{name}.', suffix=TMP_SUFFIX))
+        self._fd = os.open(self.path/'.lock', os.O_CREAT | os.O_RDWR, 0o600)
+        _lock(self._fd)
+
+    def rename(self, target) -> Path:
+        "Move the finished folder to `target` (`os.rename`: fails if `target` is a folder with files in it)."
+        (self.path/'.lock').unlink()                # the folder's mtime is now: no cleaner takes it for a dead one meanwhile
+        os.rename(self.path, target)
+        return Path(target)
+
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        os.close(self._fd)
+        if self.path.exists(): shutil.rmtree(self.path, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #f240c247
+def check_state_fits(module: torch.nn.Module, state: dict, where, strict: bool = True):
+    "Raise a `FitlamError` naming `where` if `state` does not fit `module` (a shape differs; with `strict`, a key is missing or extra), before anything is loaded."
+    own = module.state_dict()
+    bad = [f'{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model' for k, v in state.items()
+           if k in own and torch.is_tensor(v) and tuple(v.shape) != tuple(own[k].shape)]
+    if strict:
+        bad += [f'{k}: missing from the file' for k in own if k not in state]
+        bad += [f'{k}: not in the model' for k in state if k not in own]
+    if bad: raise FitlamError(f'{where}: the weights do not fit this {type(module).__name__} ({len(bad)} problem(s)): '
+                              + '; '.join(bad[:5]) + (' ...' if len(bad) > 5 else ''))
+
+# %% ../nbs/00_core.ipynb #4530a282
+@contextmanager
+def _crc32_on():
+    "Make `torch.save` record the CRC-32 of each record (its default; a global switch in recent PyTorch)."
+    cfg = getattr(getattr(getattr(torch.serialization, 'config', None), 'save', None), 'compute_crc32', None)
+    if cfg is None or cfg: yield; return
+    torch.serialization.config.save.compute_crc32 = True
+    try: yield
+    finally: torch.serialization.config.save.compute_crc32 = cfg
+
 def atomic_save(obj, path):
-    "`torch.save` `obj` to `path` atomically."
-    with atomic_write(path) as f: torch.save(obj, f)
+    "`torch.save` `obj` to `path` atomically, with a checksum of each part that `load_checked` verifies."
+    with _crc32_on(), atomic_write(path) as f: torch.save(obj, f)
+
+def load_checked(path, what: str = 'file'):
+    "Load a file written by `atomic_save` (`weights_only`: no code runs) after verifying its checksums; a `FitlamError` naming `path` otherwise."
+    path = Path(path)
+    if not path.is_file(): raise FitlamError(f'{path}: {what} not found')
+    try:
+        with zipfile.ZipFile(path) as z: bad = z.testzip()    # reads every part and checks its CRC-32
+    except Exception as e:                                  # BadZipFile, EOFError, zlib.error, NotImplementedError...
+        raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from None
+    if bad is not None: raise FitlamError(f'{path}: a corrupt {what}: the checksum of its part {bad!r} does not match (a damaged copy?)')
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from e
 
 # %% ../nbs/00_core.ipynb #98c06d49
 def listify(x) -> list:
@@ -122,8 +223,13 @@ def listify(x) -> list:
 
 def num_threads(n: int | None = None) -> int:
     "Set PyTorch's intra-op threads to `n` (default: `$FITLAM_THREADS`, else leave as is) and return the count."
-    n = n or int(os.environ.get('FITLAM_THREADS', 0))
-    if n: torch.set_num_threads(n)
+    what = 'threads'
+    if n is None and (env := os.environ.get('FITLAM_THREADS')): n, what = env, 'FITLAM_THREADS'
+    if n is None: return torch.get_num_threads()
+    try: k = int(n)
+    except (TypeError, ValueError): k = 0
+    if isinstance(n, bool) or k < 1 or str(k) != str(n).strip(): raise FitlamError(f'{what}={n!r}: expected a whole number of threads >= 1')
+    torch.set_num_threads(k)
     return torch.get_num_threads()
 
 # %% ../nbs/00_core.ipynb #52de73c3

@@ -15,7 +15,8 @@ import torch
 
 from .core import FitlamError
 from .tokenizer import (Tokenizer, DocIds, TokenizedCorpus, TextList, CSVSource, FileSource, LineSource,
-                              as_source, tokenize_corpus, join_fields, _csv_columns)
+                              as_source, tokenize_corpus, join_fields)
+from .csvio import check_columns, csv_header, read_csv
 from .vocab import Vocab
 
 # %% auto #0
@@ -151,11 +152,17 @@ def _bad_rows(mask, n: int = 10, rows: np.ndarray | None = None) -> str:
     rows = rows.tolist()
     return f'{rows[:n]}{" ..." if len(rows) > n else ""} ({len(rows)} row(s))'
 
+def _check_labels_present(values: pd.Series, name: str, rows: np.ndarray | None = None) -> pd.Series:
+    "`values`, or a `FitlamError` naming the rows (of the data: `rows` maps `values`' to them) whose label is missing (NaN) or empty."
+    if values.isna().any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(values.isna(), rows=rows)}')
+    empty = values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    if empty.any(): raise FitlamError(f'{name}: empty label in rows {_bad_rows(empty, rows=rows)}')
+    return values
+
 def encode_labels(values, classes: Sequence | None = None, label_delim: str | None = None,
                   name: str = 'labels', rows: np.ndarray | None = None) -> tuple[np.ndarray, list]:
     "Class indices (int64), or multi-hot rows (float32) with `label_delim`, of `values`; and the classes (sorted training labels)."
-    values = pd.Series(values).reset_index(drop=True)
-    if values.isna().any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(values.isna(), rows=rows)}')
+    values = _check_labels_present(pd.Series(values).reset_index(drop=True), name, rows)
     if label_delim is not None:
         sets = [[x for x in str(v).split(label_delim) if x] for v in values]
         if classes is None: classes = sorted({x for s in sets for x in s})
@@ -177,6 +184,15 @@ def encode_labels(values, classes: Sequence | None = None, label_delim: str | No
     return values.map(index).to_numpy(np.int64), list(classes)
 
 # %% ../nbs/12_data.ipynb #bf67c35a
+def _check_two_classes(y: np.ndarray, classes: list):
+    "Refuse training labels a classifier cannot learn from: one class only (it would learn to say it with probability 1)."
+    if y.ndim == 1 and len(np.unique(y)) < 2:
+        raise FitlamError(f'train labels: every training text has the label {classes[int(y[0])]!r} (classes {list(classes)[:10]}); '
+                          'a classifier needs training examples of at least two classes')
+    if y.ndim == 2 and len(y) and (y == y[:1]).all():
+        raise FitlamError(f'train labels: every training text has the same labels {[c for c, on in zip(classes, y[0]) if on]}; '
+                          'a multi-label classifier needs training examples that differ')
+
 def _split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     "Train and valid indices of `n` items: a random `valid_pct` of them (at least one) for validation."
     if not 0 < valid_pct < 1: raise FitlamError(f'valid_pct={valid_pct}: must be between 0 and 1 (or give a validation set)')
@@ -248,11 +264,10 @@ class _Corpora:
         return d if idxs is None else d.subset(idxs)
 
 
-def _read_csv(path, cols: dict[str, list[str]], read: bool = True) -> pd.DataFrame | None:
-    "The columns of the CSV file `path` named in `cols` (`{'text': [...], 'label': [...]}`), or a `FitlamError` naming the file and the columns it has."
-    _csv_columns(path, cols)
-    wanted = [c for cs in cols.values() for c in cs]
-    return pd.read_csv(path, usecols=wanted, keep_default_na=False, na_values=['']) if read and wanted else None
+def _read_csv(path, cols: dict[str, list[str]], encoding: str = 'utf-8') -> pd.DataFrame:
+    "The columns of the CSV file `path` named in `cols` (`{'text': [...], 'label': [...]}`), as strings, or a `FitlamError` naming the file and the columns it has."
+    check_columns(path, cols, encoding)
+    return read_csv(path, [c for cs in cols.values() for c in cs], encoding)
 
 def _check_cols(df: pd.DataFrame, cols: Sequence[str], what: str, name: str = 'DataFrame'):
     if not isinstance(df, pd.DataFrame): raise FitlamError(f'{name}: expected a pandas DataFrame, got {type(df).__name__}')
@@ -306,7 +321,7 @@ def _multi_hot(y, name: str, rows: np.ndarray | None = None) -> np.ndarray:
     if bad.any(): raise FitlamError(f'{name}: multi-label columns must hold 0 or 1; rows {_bad_rows(bad, rows=rows)} do not')
     return out
 
-def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[TextList | CSVSource, np.ndarray | None]:
+def _new_docs(data, texts_or_df, with_labels: bool | None = False, encoding: str = 'utf-8') -> tuple[TextList | CSVSource, np.ndarray | None]:
     """New documents for `data.test_dl`, read the way `data` (a data bunch or a loaded learner's stand-in, with its
     `text_cols`, `label_cols`, `mark_fields`, `classes`, `label_delim`) reads its own: a list of texts, a DataFrame,
     or a CSV path (streamed). Returns the documents and their encoded labels (None unless `with_labels`; `None`: if
@@ -316,7 +331,7 @@ def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[Text
     name = str(texts_or_df) if csv else 'test df'
     auto = with_labels is None                     # labels where the column(s) are there and hold something
     if auto:
-        cols = list(pd.read_csv(texts_or_df, nrows=0).columns) if csv and Path(texts_or_df).exists() else \
+        cols = csv_header(texts_or_df, encoding) if csv and Path(texts_or_df).exists() else \
                list(texts_or_df.columns) if isinstance(texts_or_df, pd.DataFrame) else []
         with_labels = all(c in cols for c in data.label_cols)
     labels = None
@@ -324,14 +339,17 @@ def _new_docs(data, texts_or_df, with_labels: bool | None = False) -> tuple[Text
         source = _df_texts(texts_or_df, data.text_cols, data.mark_fields, name)
         if with_labels: labels = _labels(texts_or_df, data.label_cols, name)
     elif csv:
-        source = CSVSource(texts_or_df, data.text_cols, data.mark_fields)
-        if with_labels: labels = _labels(_read_csv(texts_or_df, {'label': data.label_cols}), data.label_cols, name)
+        source = CSVSource(texts_or_df, data.text_cols, data.mark_fields, encoding=encoding)
+        if with_labels: labels = _labels(_read_csv(texts_or_df, {'label': data.label_cols}, encoding), data.label_cols, name)
     else:
         if with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
         source = TextList(texts_or_df, 'test texts')
-    if auto and labels is not None and pd.isna(labels).all(): labels = None      # an empty label column (a test file)
+    if auto and labels is not None and pd.Series(np.asarray(labels).ravel()).map(lambda v: pd.isna(v) or v == '').all():
+        labels = None                                 # an empty label column (a test file)
     if labels is not None and not isinstance(labels, np.ndarray):
-        labels, _ = encode_labels(labels, data.classes, data.label_delim, name=f'{name} labels')
+        # a CSV's labels are strings: they match classes of another type (ints from a DataFrame) by how they are written
+        classes = [str(c) for c in data.classes] if csv else data.classes
+        labels, _ = encode_labels(labels, classes, data.label_delim, name=f'{name} labels')
     return source, labels
 
 # %% ../nbs/12_data.ipynb #775fcddc
@@ -408,13 +426,13 @@ class TextLMDataBunch(_Bunch):
 
     @classmethod
     def from_csv(cls, path, text_col: str | Sequence[str] = 'text', valid_csv=None, valid_col: str | None = None,
-                 mark_fields: bool | None = None, **kwargs) -> TextLMDataBunch:
-        "Build from CSV file(s), streamed (a corpus need not fit in memory); validation as in `from_df`."
+                 mark_fields: bool | None = None, encoding: str = 'utf-8', **kwargs) -> TextLMDataBunch:
+        "Build from CSV file(s) in `encoding`, streamed (a corpus need not fit in memory); validation as in `from_df`."
         cols = _listify_cols(text_col)
         if valid_col is not None:
-            kwargs['valid_idx'] = _valid_idx(_read_csv(path, {'valid': [valid_col]}), valid_col, str(path))
-        valid = None if valid_csv is None else CSVSource(valid_csv, cols, mark_fields)
-        return cls.from_sources(CSVSource(path, cols, mark_fields), valid, **kwargs)
+            kwargs['valid_idx'] = _valid_idx(_read_csv(path, {'valid': [valid_col]}, encoding), valid_col, str(path))
+        valid = None if valid_csv is None else CSVSource(valid_csv, cols, mark_fields, encoding=encoding)
+        return cls.from_sources(CSVSource(path, cols, mark_fields, encoding=encoding), valid, **kwargs)
 
     @classmethod
     def from_folder(cls, path, folders: Sequence[str] = ('train', 'unsup'), valid: str | None = None,
@@ -463,12 +481,12 @@ class TextClasDataBunch(_Bunch):
                      pretrained_vocab=None, cache_dir=None, n_workers: int | None = None, progress: bool = True, **kwargs) -> TextClasDataBunch:
         "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`."
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
+        if not isinstance(train_labels, np.ndarray):     # rows of the data, before any split (and before tokenizing)
+            _check_labels_present(pd.Series(train_labels).reset_index(drop=True), 'labels')
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         tc = cp.tokenize(as_source(train))
         if len(train_labels) != len(tc): raise FitlamError(f'{len(train_labels)} labels for {len(tc)} training texts')
         take = lambda y, idx: y[idx] if isinstance(y, np.ndarray) else pd.Series(y).iloc[idx].reset_index(drop=True)
-        if not isinstance(train_labels, np.ndarray) and (nan := pd.Series(train_labels).isna().to_numpy()).any():
-            raise FitlamError(f'labels: missing (NaN) label in rows {_bad_rows(nan)}')   # rows of the data, before any split
         if valid is None:
             if valid_idx is not None:
                 tr, va = _split_idx(valid_idx, len(tc))
@@ -483,6 +501,7 @@ class TextClasDataBunch(_Bunch):
         else:
             ty, classes = encode_labels(ty, classes, label_delim, name='train labels', rows=tr_idx)
             vy, _ = encode_labels(vy, classes, label_delim, name='valid labels', rows=va_idx)
+        _check_two_classes(ty, classes)
         vocab = vocab or cp.vocab([(tc, tr_idx)], max_vocab, min_freq, pretrained_vocab)
         return cls(cp.docs(tc, vocab, tr_idx), ty, cp.docs(vc, vocab, va_idx), vy, vocab, cp.tokenizer, classes, seed=seed,
                    corpora=cp, label_delim=label_delim, **kwargs)
@@ -512,15 +531,16 @@ class TextClasDataBunch(_Bunch):
 
     @classmethod
     def from_csv(cls, path, text_col: str | Sequence[str] = 'text', label_col: str | Sequence[str] = 'label', valid_csv=None,
-                 valid_col: str | None = None, mark_fields: bool | None = None, **kwargs) -> TextClasDataBunch:
-        "Build from CSV file(s) with text and label columns (texts streamed); validation from `valid_csv`, `valid_col` or `valid_pct`."
+                 valid_col: str | None = None, mark_fields: bool | None = None, encoding: str = 'utf-8', **kwargs) -> TextClasDataBunch:
+        "Build from CSV file(s) in `encoding` with text and label columns (texts streamed; labels are strings, as written); validation from `valid_csv`, `valid_col` or `valid_pct`."
         tcols, lcols = _listify_cols(text_col), _listify_cols(label_col)
-        df = _read_csv(path, {'text': tcols, 'label': lcols, 'valid': [valid_col] if valid_col else []})
+        for f in [path] + ([valid_csv] if valid_csv is not None else []): check_columns(f, {'text': tcols, 'label': lcols}, encoding)
+        df = _read_csv(path, {'label': lcols, 'valid': [valid_col] if valid_col else []}, encoding)
         if valid_col is not None: kwargs['valid_idx'] = _valid_idx(df, valid_col, str(path))
-        vdf = None if valid_csv is None else _read_csv(valid_csv, {'text': tcols, 'label': lcols})
+        vdf = None if valid_csv is None else _read_csv(valid_csv, {'label': lcols}, encoding)
         if len(lcols) > 1: kwargs['classes'] = lcols
-        return cls.from_sources(CSVSource(path, tcols, mark_fields), _labels(df, lcols, str(path)),
-                                None if vdf is None else CSVSource(valid_csv, tcols, mark_fields),
+        return cls.from_sources(CSVSource(path, tcols, mark_fields, encoding=encoding), _labels(df, lcols, str(path)),
+                                None if vdf is None else CSVSource(valid_csv, tcols, mark_fields, encoding=encoding),
                                 None if vdf is None else _labels(vdf, lcols, str(valid_csv)),
                                 text_cols=tcols, label_cols=lcols, mark_fields=mark_fields, **kwargs)
 
@@ -540,9 +560,9 @@ class TextClasDataBunch(_Bunch):
         vsrc, vlab = files_of(valid) if valid is not None and (path/valid).is_dir() else (None, None)
         return cls.from_sources(tsrc, tlab, vsrc, vlab, **kwargs)
 
-    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool | None = False) -> ClasLoader:
-        "A loader of new texts (a list, a DataFrame with the text column(s), or a CSV path) sorted by length, with `order`; `yb` is None unless `with_labels` (`None`: if the label column(s) are there)."
-        source, labels = _new_docs(self, texts_or_df, with_labels)
+    def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool | None = False, encoding: str = 'utf-8') -> ClasLoader:
+        "A loader of new texts (a list, a DataFrame with the text column(s), or a CSV path in `encoding`) sorted by length, with `order`; `yb` is None unless `with_labels` (`None`: if the label column(s) are there)."
+        source, labels = _new_docs(self, texts_or_df, with_labels, encoding)
         corpus = self._corpora.tokenize(source)
         return ClasLoader(self._corpora.docs(corpus, self.vocab), labels, bs or self.bs, shuffle=False,
                           pad_idx=self.vocab.pad_idx, backwards=self.backwards)

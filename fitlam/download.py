@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_download.ipynb #1aa96ed0
 from __future__ import annotations
-import csv, gzip, hashlib, http.client, io, os, random, re, shutil, tarfile, tempfile, urllib.error, urllib.parse, urllib.request, zipfile, zlib
+import csv, gzip, hashlib, http.client, io, os, random, re, shutil, tarfile, tempfile, urllib.error, urllib.parse, urllib.request, warnings, zipfile, zlib
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -14,7 +14,8 @@ from typing import Iterator, Sequence
 import pandas as pd
 from fastprogress.fastprogress import progress_bar
 
-from .core import UNK, FitlamError, atomic_write
+from .core import TMP_SUFFIX, UNK, FitlamError, TempDir, atomic_write
+from .csvio import csv_records, read_csv
 from .tokenizer import IterSource
 
 try: import fcntl
@@ -34,11 +35,12 @@ ARCHIVE_SUFFIXES = ('.tgz', '.tar.gz', '.tar', '.zip')
 
 @dataclass(frozen=True)
 class Remote:
-    "A file to download: its URL and, where known, its size in bytes and md5 (of its first `md5_bytes` bytes, or all of it)."
+    "A file to download: its URL and, where known, its size in bytes, md5 (of its first `md5_bytes` bytes, or all of it) and SHA-256 (of all of it)."
     url: str
     size: int | None = None
     md5: str | None = None
     md5_bytes: int | None = None  # fastai's checks hash the first MiB only; None hashes the whole file
+    sha256: str | None = None     # of the whole file
 
     @property
     def fname(self) -> str: return Path(urllib.parse.urlparse(self.url).path).name
@@ -64,7 +66,8 @@ REGISTRY: dict[str, Resource] = {r.name: r for r in [
              expect=('train/pos/*.txt', 'train/neg/*.txt', 'test/pos/*.txt', 'test/neg/*.txt'),
              rows=dict(train=25_000, test=25_000, unsup=50_000),
              about='Large Movie Review Dataset v1.0 (Maas et al. 2011): movie reviews, pos/neg'),
-    Resource('trec6', 'trec', (Remote(COGCOMP_QC + 'train_5500.label', 335_858, '073462e3fcefaae31e00edb1f18d2d02'),
+    Resource('trec6', 'trec', (Remote(COGCOMP_QC + 'train_5500.label', 335_858, '073462e3fcefaae31e00edb1f18d2d02',
+                                      sha256='9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3'),
                                Remote(COGCOMP_QC + 'TREC_10.label')),  # TREC_10.label: size and md5 unknown offline
              rows=dict(train=5_452, test=500),
              about='TREC question classification (Li & Roth 2002): 6 coarse classes'),
@@ -98,41 +101,42 @@ def fitlam_data() -> Path | None:
     return Path(env).expanduser() if env else None
 
 # %% ../nbs/13_download.ipynb #aa30737e
-class _Md5:
-    "An md5 of the first `limit` bytes fed to it (all of them when `limit` is None)."
-    def __init__(self, limit: int | None): self.h, self.left = hashlib.md5(), limit
+class _Hashes:
+    "The md5 of the first `md5_bytes` bytes fed to it (all of them when None), the SHA-256 of all of them, and their count."
+    def __init__(self, md5_bytes: int | None): self.md5, self.sha256, self.left, self.n = hashlib.md5(), hashlib.sha256(), md5_bytes, 0
     def update(self, b: bytes):
+        self.sha256.update(b); self.n += len(b)
         if self.left is not None: b, self.left = b[:self.left], max(0, self.left - len(b))
-        self.h.update(b)
-    def hexdigest(self) -> str: return self.h.hexdigest()
+        self.md5.update(b)
 
-def _mismatches(remote: Remote, size: int, md5: str) -> list[str]:
+def _mismatches(remote: Remote, h: _Hashes) -> list[str]:
     out = []
-    if remote.size is not None and size != remote.size: out.append(f'size {size:,} bytes, expected {remote.size:,}')
-    if remote.md5 is not None and md5 != remote.md5:
+    if remote.size is not None and h.n != remote.size: out.append(f'size {h.n:,} bytes, expected {remote.size:,}')
+    if remote.md5 is not None and (md5 := h.md5.hexdigest()) != remote.md5:
         scope = f' of the first {remote.md5_bytes:,} bytes' if remote.md5_bytes else ''
         out.append(f'md5{scope} {md5}, expected {remote.md5}')
+    if remote.sha256 is not None and (sha := h.sha256.hexdigest()) != remote.sha256: out.append(f'sha256 {sha}, expected {remote.sha256}')
     return out
 
 def _file_matches(remote: Remote, path: Path) -> bool:
-    "Whether the file at `path` has `remote`'s size and md5 (unknown values are not checked)."
+    "Whether the file at `path` has `remote`'s size and checksums (unknown values are not checked)."
     if remote.size is not None and path.stat().st_size != remote.size: return False
-    if remote.md5 is None: return True
-    h = _Md5(remote.md5_bytes)
+    if remote.md5 is None and remote.sha256 is None: return True
+    h = _Hashes(remote.md5_bytes)
     with open(path, 'rb') as f:
-        if remote.md5_bytes: h.update(f.read(remote.md5_bytes))
-        else:
-            for chunk in iter(lambda: f.read(MiB), b''): h.update(chunk)
-    return h.hexdigest() == remote.md5
+        for chunk in iter(lambda: f.read(MiB), b''):
+            h.update(chunk)
+            if remote.sha256 is None and h.left == 0: break          # the md5 of the first MiB is all there is to check
+    return not _mismatches(remote, h) if remote.sha256 else h.md5.hexdigest() == remote.md5
 
 def _fetch(remote: Remote, path: Path, progress: bool = True) -> Path:
-    "Stream `remote` to `path` atomically, verifying its size and md5 where the registry knows them."
+    "Stream `remote` to `path` atomically, verifying its size and checksums where the registry knows them."
     request = urllib.request.Request(remote.url, headers={'User-Agent': 'fitlam'})
     try: resp = urllib.request.urlopen(request, timeout=60)
     except (urllib.error.URLError, OSError, ValueError) as e: raise FitlamError(f'{remote.url}: download failed ({e})') from e
     with resp, atomic_write(path) as f:
         announced = int(resp.headers.get('Content-Length') or 0) or None
-        total, h, n = announced or remote.size, _Md5(remote.md5_bytes), 0
+        total, h, n = announced or remote.size, _Hashes(remote.md5_bytes), 0
         # the bar counts MiB and is updated by hand: iterating through it would stop at its `total`
         bar = progress_bar(range(0), total=-(-total // MiB) if total else 'noinfer') if progress else None
         if bar: bar.comment = remote.fname; bar.update(0)
@@ -145,7 +149,7 @@ def _fetch(remote: Remote, path: Path, progress: bool = True) -> Path:
         if bar: bar.total = bar.total or max(1, -(-n // MiB)); bar.update(bar.total)
         if announced is not None and n != announced:
             raise FitlamError(f'{remote.url}: download truncated: got {n:,} of the {announced:,} bytes announced; nothing was kept')
-        if bad := _mismatches(remote, n, h.hexdigest()):
+        if bad := _mismatches(remote, h):
             raise FitlamError(f"{remote.url}: checksum mismatch: {'; '.join(bad)}. The partial file was deleted: "
                               'the file changed upstream or the transfer was corrupted')
     return path
@@ -154,21 +158,32 @@ def _fetch(remote: Remote, path: Path, progress: bool = True) -> Path:
 @contextmanager
 def _atomic_dir(target: Path):
     "Yield an empty folder beside `target`; it replaces `target` only if the block succeeds."
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.', suffix='.tmp'))
-    tmp.chmod(0o755)  # mkdtemp makes 0o700 folders
+    with TempDir(target.parent, target.name) as tmp:
+        tmp.path.chmod(0o755)  # mkdtemp makes 0o700 folders
+        yield tmp.path
+        if target.exists():    # force=True: move the old copy aside (a name `clean_stale` removes if we are killed), then swap
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f'.{target.name}.old.', suffix=TMP_SUFFIX))
+            os.replace(target, old); tmp.rename(target); shutil.rmtree(old, ignore_errors=True)
+        else: tmp.rename(target)
+
+def _check_archive(archive: Path, url: str):
+    "Read a compressed archive to its end, which checks its own checksums (gzip: a CRC-32 of all it holds; zip: one per member); a corrupt one is deleted."
     try:
-        yield tmp
-        if target.exists():  # force=True: move the old copy aside, then swap
-            old = tmp.with_suffix('.old')
-            os.replace(target, old); os.replace(tmp, target); shutil.rmtree(old)
-        else: os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if archive.name.endswith('.zip'):
+            with zipfile.ZipFile(archive) as z:
+                if (bad := z.testzip()) is not None: raise zipfile.BadZipFile(f'member {bad!r} fails its CRC-32 check')
+        elif archive.name.endswith(('.tgz', '.gz')):
+            with gzip.open(archive) as g:
+                while g.read(8 * MiB): pass
+        else: return
+    except (zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, OSError, NotImplementedError) as e:
+        archive.unlink(missing_ok=True)
+        raise FitlamError(f'{archive} (from {url}): a corrupt archive ({type(e).__name__}: {e}); it was deleted, '
+                          'call again to download it anew') from None
 
 def _unpack(archive: Path, into: Path, url: str):
     "Extract `archive` into the folder `into`, unwrapping a single top-level folder; a corrupt archive is deleted."
+    _check_archive(archive, url)
     staging = Path(tempfile.mkdtemp(dir=into, prefix='.unpack'))
     try:
         if archive.name.endswith('.zip'):
@@ -210,21 +225,37 @@ def _resource(name_or_url: str) -> Resource:
         if len(r.remotes) == 1 and r.remotes[0].url == name_or_url: return r
     remote = Remote(name_or_url)
     name = re.sub(r'(\.tar\.gz|\.tgz|\.tar|\.zip)$', '', remote.fname) if remote.is_archive else remote.fname
-    if not name: raise FitlamError(f'download: cannot tell a file name from the URL {name_or_url!r}')
+    for what in (remote.fname, name):     # they name files and folders under `dest`: `..tar` would name `dest`'s parent
+        if not _SAFE_NAME.fullmatch(what):
+            raise FitlamError(f'download: the URL {name_or_url!r} ends in {remote.fname!r}, which gives the name {what!r}; expected '
+                              'a plain file name (letters, digits, ".", "_", "-", not starting with a dot)')
     return Resource(name, 'url', (remote,))
+
+_SAFE_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]*')
+
+def _unverified(remote: Remote) -> str | None:
+    "What `download` cannot check of `remote`'s whole content (no SHA-256 known, no checksum in the file itself), or None."
+    if remote.sha256 or remote.fname.endswith(('.tgz', '.tar.gz', '.zip')) or (remote.md5 and not remote.md5_bytes): return None
+    return f'{remote.url}: no checksum of the whole file is known, so it was checked only for its ' + (
+        'size and the md5 of its first MiB' if remote.md5 else 'size' if remote.size else 'format after download')
 
 def download(name_or_url: str, dest=None, force: bool = False, progress: bool = True, keep_archive: bool = False) -> Path:
     "Download (once) and extract a registered dataset/weights or a URL into `dest` (default `fitlam_home()/'data'`); return its path."
     res = _resource(name_or_url)
     dest = Path(dest).expanduser().absolute() if dest is not None else fitlam_home()/'data'
     target = dest/res.name
+    if target.parent != dest or not _SAFE_NAME.fullmatch(res.name):
+        raise FitlamError(f'download: {res.name!r} is not a plain folder name inside {dest}')
     with _locked(dest/f'.{res.name}.lock'):
         if res.kind == 'url' and not res.remotes[0].is_archive:  # a single plain file: no folder around it
-            if force or not target.is_file() or not _file_matches(res.remotes[0], target): _fetch(res.remotes[0], target, progress)
+            if force or not target.is_file() or not _file_matches(res.remotes[0], target):
+                _fetch(res.remotes[0], target, progress)
+                if msg := _unverified(res.remotes[0]): warnings.warn(msg)
             return target
         if target.is_dir() and not force: return target
         with _atomic_dir(target) as tmp:
             for remote in res.remotes:
+                if msg := _unverified(remote): warnings.warn(msg)
                 if not remote.is_archive:
                     _fetch(remote, tmp/remote.fname, progress)
                     continue
@@ -361,16 +392,10 @@ def _read_imdb(root: Path, res: Resource, check_rows: bool = True) -> dict[str, 
 
 def _read_zhang_csv(path: Path, classes: Sequence[str]) -> list[tuple[str, str]]:
     rows = []
-    with open(path, newline='', encoding='utf-8') as f:
-        reader = csv.reader(f)
-        try:
-            for rec in reader:
-                if not rec: continue
-                if len(rec) < 2 or not rec[0].strip().isdigit() or (classes and not 1 <= int(rec[0]) <= len(classes)):
-                    raise FitlamError(f'{path}, record {reader.line_num}: expected a class index 1..{len(classes) or "n"} '
-                                      f'then the text fields, got {rec[:2]}')
-                rows.append((classes[int(rec[0]) - 1] if classes else rec[0].strip(), ' '.join(x.strip() for x in rec[1:])))
-        except (UnicodeDecodeError, csv.Error) as e: raise FitlamError(f'{path}: not a UTF-8 CSV file ({e})') from e
+    for line, rec in csv_records(path):         # no header: a class index, then the text fields
+        if len(rec) < 2 or not rec[0].strip().isdigit() or (classes and not 1 <= int(rec[0]) <= len(classes)):
+            raise FitlamError(f'{path}, line {line}: expected a class index 1..{len(classes) or "n"} then the text fields, got {rec[:2]}')
+        rows.append((classes[int(rec[0]) - 1] if classes else rec[0].strip(), ' '.join(x.strip() for x in rec[1:])))
     return rows
 
 def _write_csv(path: Path, rows, header: Sequence[str]):
@@ -415,14 +440,6 @@ def _dataset_resource(name: str) -> Resource:
     if res.kind == 'weights': raise FitlamError(f"{name!r} is model weights, not a dataset: use download({name!r})")
     return res
 
-def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    try: df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding='utf-8')
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise FitlamError(f'{path}: not a readable UTF-8 CSV file ({e})') from e
-    if missing := [c for c in columns if c not in df.columns]:
-        raise FitlamError(f'{path}: column {missing[0]!r} missing; found {list(df.columns)}')
-    return df[list(columns)]
-
 def _unsup_key(p: Path): return int(m.group()) if (m := re.search(r'\d+', p.stem)) else -1
 
 def read_split_csvs(folder) -> dict[str, pd.DataFrame]:
@@ -430,9 +447,9 @@ def read_split_csvs(folder) -> dict[str, pd.DataFrame]:
     folder = Path(folder)
     if not folder.is_dir(): raise FitlamError(f'{folder}: dataset folder not found')
     for split in ('train', 'valid'): _need(folder/f'{split}.csv', 'train.csv and valid.csv with columns label,text')
-    out = {s: _read_csv(folder/f'{s}.csv', ['label', 'text']) for s in ('train', 'valid', 'test') if (folder/f'{s}.csv').exists()}
+    out = {s: read_csv(folder/f'{s}.csv', ['label', 'text']) for s in ('train', 'valid', 'test') if (folder/f'{s}.csv').exists()}
     if unsup := sorted(folder.glob('unsup*.csv'), key=_unsup_key):
-        out['unsup'] = pd.concat([_read_csv(p, ['text']) for p in unsup], ignore_index=True)
+        out['unsup'] = pd.concat([read_csv(p, ['text']) for p in unsup], ignore_index=True)
     return out
 
 def get_dataset(name: str, path=None, *, home=None, force: bool = False, progress: bool = True) -> dict[str, pd.DataFrame]:

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import FitlamError, _device, atomic_save, default_device, get_rng_states, listify, set_rng_states, to_device, trim_heap
-from fitlam.callback import (
+from .core import (FitlamError, _device, atomic_save, check_state_fits, default_device, get_rng_states, listify, load_checked,
+                         set_rng_states, to_device, trim_heap)
+from .callback import (
     Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException, CancelValidateException,
-    set_hyper)
+    TerminateOnNaN, set_hyper)
 from .metrics import ProgressCallback, Recorder, as_metric, flat_cross_entropy
 from .schedule import (
     LRFinder, LRFindResult, ParamScheduler, one_cycle_curve, one_cycle_moms, per_group, steep, stlr_curve, valley)
@@ -137,12 +138,9 @@ def _rng_from_plain(states: dict) -> dict:
             'numpy': (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)}
 
 def load_file(path, kinds: Sequence[str] = ('fitlam.model', 'fitlam.checkpoint')) -> dict:
-    "Read a file written by `Learner.save` or `Learner.save_checkpoint` (`weights_only`: no code runs)."
+    "Read a file written by `Learner.save` or `Learner.save_checkpoint`, its checksums verified (`weights_only`: no code runs)."
     path = Path(path)
-    if not path.is_file(): raise FitlamError(f'{path}: file not found')
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise FitlamError(f'{path}: cannot read it as a checkpoint (truncated or corrupt file?): {type(e).__name__}: {e}') from e
+    obj = load_checked(path, 'checkpoint')
     if not isinstance(obj, dict) or obj.get('format') not in kinds:
         found = obj.get('format') if isinstance(obj, dict) else type(obj).__name__
         raise FitlamError(f'{path}: expected a {" or ".join(kinds)} file, found {found!r}')
@@ -221,8 +219,8 @@ class Learner:
         self.lrs = resolve_lrs(lr, len(self.layer_groups), lr_factor)
         self.metrics = [as_metric(m) for m in listify(metrics)]
         self.cbs, self.recorder = [], Recorder()
-        self.add_cbs([self.recorder, *([ProgressCallback()] if progress else []), *listify(cbs)])
-        self.frozen_idx, self.opt = 0, None
+        self.add_cbs([self.recorder, TerminateOnNaN(), *([ProgressCallback()] if progress else []), *listify(cbs)])
+        self.frozen_idx, self.opt, self._recipe = 0, None, None
         self.create_opt()
         self.training, self.epoch, self.n_epoch, self.train_iter, self.total_iter, self.pct_train = False, 0, 0, 0, 1, 0.
         self.epoch_iters: list[int] = []
@@ -419,8 +417,8 @@ class Learner:
     # -- the staged recipe --------------------------------------------------------------------------
     def fine_tune(self, epochs: int | Sequence[int] = 1, final_epochs: int | None = None, lr=None, lr_factor: float = 2.6,
                   stages: Sequence[int] | None = None, schedule: Callable | None = None, cbs=None, verbose: bool = True,
-                  **kwargs) -> pd.DataFrame:
-        "Fine-tune in stages, stage i training the last `stages[i]` layer groups with discriminative LRs and its own schedule (STLR)."
+                  checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
+        "Fine-tune in stages, stage i training the last `stages[i]` layer groups with discriminative LRs and its own schedule (STLR); `checkpoint`/`resume` as in `fit`, across the stages."
         n = len(self.layer_groups)
         stages = list(range(1, n + 1)) if stages is None else list(stages)
         if not stages or any(not 1 <= k <= n for k in stages): raise FitlamError(f'stages={stages}: each must be between 1 and {n} (the layer groups)')
@@ -431,18 +429,48 @@ class Learner:
         top_lrs = list(lr) if isinstance(lr, (list, tuple)) else [self.lrs[-1] if lr is None else lr] * len(stages)
         if not len(epochs) == len(top_lrs) == len(stages):
             raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
+        top_lrs = [_check_lr(v) for v in top_lrs]
         schedule = schedule or Learner.fit_stlr
-        histories = []
         if verbose: print(f'fine-tuning in {len(stages)} stage(s), {sum(epochs)} epoch(s) in all')
-        for s, (k, n_epoch, top_lr) in enumerate(zip(stages, epochs, top_lrs)):
-            if k == n: self.unfreeze()
-            else: self.freeze_to(-k)
-            lrs = discriminative_lrs(top_lr, n, lr_factor)
-            if verbose:
-                print(f"stage {s + 1}/{len(stages)}: training layer groups {list(range(n - k, n))} of {n} for {n_epoch} epoch(s), "
-                      f"lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
-            schedule(self, n_epoch, lr=lrs, cbs=cbs, **kwargs)
-            histories.append(self.recorder.history.assign(stage=s + 1))
+        def stage(s, k, n_epoch, top_lr):
+            def run(**ck):
+                if k == n: self.unfreeze()
+                else: self.freeze_to(-k)
+                lrs = discriminative_lrs(top_lr, n, lr_factor)
+                if verbose:
+                    print(f"stage {s + 1}/{len(stages)}: training layer groups {list(range(n - k, n))} of {n} for {n_epoch} epoch(s), "
+                          f"lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
+                schedule(self, n_epoch, lr=lrs, cbs=cbs, **ck, **kwargs)
+            return s + 1, run
+        plan = dict(recipe='gradual_unfreezing', stages=stages, epochs=epochs, lrs=top_lrs, lr_factor=float(lr_factor),
+                    schedule=getattr(schedule, '__name__', str(schedule)), **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
+        return self.run_stages([stage(s, *a) for s, a in enumerate(zip(stages, epochs, top_lrs))], plan, checkpoint, resume, verbose)
+
+    def run_stages(self, stages: Sequence[tuple], plan: dict, checkpoint=None, resume=None, verbose: bool = True) -> pd.DataFrame:
+        """Run a staged recipe: `stages` are `(name, run)` pairs, `run(checkpoint=, resume=)` training one stage with one fit.
+        With `checkpoint`, each epoch's checkpoint also records the stage and the finished stages' histories, so `resume`
+        (that file) continues a killed recipe in the stage and epoch where it stopped, as if it had not been stopped;
+        `plan` (plain values describing the recipe) must be the same. If a stage fails or is interrupted, the freezing
+        and the LRs are put back as they were before the call. Return the stages' histories, a `stage` column naming each."""
+        start, histories = 0, []
+        if resume is not None:
+            rec = load_file(resume, kinds=('fitlam.checkpoint',)).get('recipe')
+            if rec is None: raise FitlamError(f'{resume}: a checkpoint of a single fit, not of a staged recipe; continue it with fit(..., resume=)')
+            if rec.get('plan') != plan:
+                raise FitlamError(f"{resume}: a checkpoint of another recipe: {rec.get('plan')}; this call is {plan}")
+            start, histories = int(rec['stage']), [pd.DataFrame(h) for h in rec['histories']]
+            if verbose: print(f'resuming from {resume}: stage {start + 1} of {len(stages)}')
+        frozen, lrs = self.frozen_idx, list(self.lrs)
+        try:
+            for s in range(start, len(stages)):
+                name, run = stages[s]
+                self._recipe = dict(plan=plan, stage=s, histories=[h.to_dict('list') for h in histories])
+                run(checkpoint=checkpoint, resume=resume if s == start else None)
+                histories.append(self.recorder.history.assign(stage=name))
+        except BaseException:
+            self.freeze_to(frozen); self.lrs = lrs
+            raise
+        finally: self._recipe = None
         return pd.concat(histories, ignore_index=True)
 
     # -- LR finder ----------------------------------------------------------------------------------
@@ -452,8 +480,8 @@ class Learner:
         saved = dict(model=_cpu_copy(self.model.state_dict()), opt=_cpu_copy(self.opt.state_dict()), rng=get_rng_states(),
                      recorder=self.recorder.state_dict(), lrs=list(self.lrs), training=self.model.training, epochs_done=self.epochs_done)
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
-        try:
-            with self.no_bar(): self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
+        try:                                 # (the LR is driven up until the loss diverges: on purpose, so no TerminateOnNaN)
+            with self.no_bar(), self.removed_cbs([cb for cb in self.cbs if isinstance(cb, TerminateOnNaN)]): self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
         finally:
             self.model.load_state_dict(saved['model']); self.opt.load_state_dict(saved['opt'])
             set_rng_states(saved['rng']); self.recorder.load_state_dict(saved['recorder']); self.lrs = saved['lrs']
@@ -519,15 +547,16 @@ class Learner:
             if meta[k] != ours[k]: raise FitlamError(f'{file}: saved with {k} {meta[k]!r}, this learner has {ours[k]!r}; the weights would not mean the same here')
 
     def load(self, name, with_opt: bool = True, strict: bool = True) -> Learner:
-        "Load weights (and the optimizer's state, if saved) written by `save` or `save_checkpoint`."
+        "Load weights (and the optimizer's state, if saved) written by `save` or `save_checkpoint`; a file that does not fit changes nothing."
         file = self._file(name)
         state = load_file(file)
         self._check_meta(state.get('meta', {}), file)
-        try: self.model.load_state_dict(state['model'], strict=strict)
-        except RuntimeError as e: raise FitlamError(f'{file}: its weights do not fit this model: {e}') from e
-        if with_opt and 'opt' in state:
+        if not isinstance(state.get('model'), dict): raise FitlamError(f'{file}: a damaged file (no weights)')
+        check_state_fits(self.model, state['model'], file, strict)     # before anything is overwritten
+        if with_opt and 'opt' in state:                                 # (PyTorch checks the groups before it changes any)
             try: self.opt.load_state_dict(state['opt'])
-            except ValueError as e: raise FitlamError(f'{file}: its optimizer state does not fit this optimizer: {e}') from e
+            except (ValueError, KeyError, TypeError) as e: raise FitlamError(f'{file}: its optimizer state does not fit this optimizer: {e}') from e
+        self.model.load_state_dict(state['model'], strict=strict)
         return self
 
     def _cb_keys(self) -> list[tuple[str, Callback]]:
@@ -544,6 +573,7 @@ class Learner:
                      epoch=self.epoch, epoch_base=self.epoch_base, n_epoch=self.n_epoch, n_iters=list(self.epoch_iters), train_iter=self.train_iter,
                      frozen_idx=self.frozen_idx, lrs=list(self.lrs), rng=_rng_to_plain(get_rng_states()), meta=self._meta(),
                      cbs={key: state for key, cb in self._cb_keys() if (state := cb.state_dict()) is not None})
+        if self._recipe is not None: state['recipe'] = self._recipe      # where a staged recipe (`run_stages`) is
         atomic_save(state, path)
         return Path(path)
 

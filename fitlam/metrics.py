@@ -58,7 +58,10 @@ class Perplexity(Metric):
         self.total_ce = self.total_ce + F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), yb.reshape(-1), reduction='sum')
         self.total += yb.numel()
     @property
-    def value(self): return math.exp(float(self.total_ce) / self.total) if self.total else float('nan')
+    def value(self):
+        if not self.total: return float('nan')
+        mean = float(self.total_ce) / self.total
+        return math.exp(mean) if mean < 709 else float('inf') if mean == mean else mean    # exp overflows past ~709: inf, not an error
 
 class F1Macro(Metric):
     "Compute the unweighted mean over classes of F1 = 2TP / (2TP + FP + FN), over the classes present in the targets or predictions (as scikit-learn)."

@@ -21,9 +21,9 @@ from .vocab import Vocab
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _bad_rows, _df_texts, _labels, _new_docs, _label_names
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
-from .models.pretrained import (load_encoder, load_pretrained, read_checkpoint, read_fastai_itos, save_encoder,
-                                      save_model)
-from .learner import Learner, load_file, ulmfit_adam
+from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, read_fastai_itos,
+                                      save_encoder, save_model)
+from .learner import Learner, load_file, resolve_lrs, ulmfit_adam
 from .metrics import Accuracy, AccuracyMulti, Perplexity
 from .callbacks import GradientClip, RNNRegularizer
 
@@ -173,23 +173,25 @@ class LMLearner(TextLearner):
         finally: lm.defer_decoder = old
 
     def fine_tune(self, epochs: int = 1, lr: float = ULMFIT_LM_LR, lr_factor: float = ULMFIT_LR_FACTOR, freeze_epochs: int = 0,
-                  freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True) -> pd.DataFrame:
-        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only."
+                  freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
+                  checkpoint=None, resume=None) -> pd.DataFrame:
+        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only; `checkpoint`/`resume` as in `Learner.run_stages`."
         self._check_trainable('fine_tune')
-        histories = []
-        if freeze_epochs:
+        stlr = dict(cut_frac=cut_frac, ratio=ratio, cbs=cbs)
+        lr0 = freeze_lr if freeze_lr is not None else 10 * (float(lr[-1]) if np.ndim(lr) else lr)   # a list: 10x its top group's
+        lrs = resolve_lrs(lr, len(self.layer_groups), lr_factor if np.ndim(lr) == 0 else None)     # a list: one LR per group, as given
+        def frozen(**ck):
             self.freeze()
-            lr0 = freeze_lr if freeze_lr is not None else 10 * (float(lr[-1]) if np.ndim(lr) else lr)   # a list: 10x its top group's
             if verbose: print(f'LM fine-tuning, frozen: layer group {len(self.layer_groups) - 1} (embedding + decoder) '
                               f'for {freeze_epochs} epoch(s), lr {lr0:.3g}')
-            self.fit_stlr(freeze_epochs, lr=lr0, cut_frac=cut_frac, ratio=ratio, cbs=cbs)
-            histories.append(self.recorder.history.assign(stage='frozen'))
-        self.unfreeze()
-        lrs = self.set_lrs(lr, lr_factor if np.ndim(lr) == 0 else None)     # a list: one LR per layer group, as given
-        if verbose: print(f'LM fine-tuning: all {len(lrs)} layer groups for {epochs} epoch(s), lrs {[float(f"{v:.3g}") for v in lrs]}')
-        self.fit_stlr(epochs, lr=lrs, cut_frac=cut_frac, ratio=ratio, cbs=cbs)
-        histories.append(self.recorder.history.assign(stage='all'))
-        return pd.concat(histories, ignore_index=True)
+            self.fit_stlr(freeze_epochs, lr=lr0, **stlr, **ck)
+        def all_layers(**ck):
+            self.unfreeze()
+            if verbose: print(f'LM fine-tuning: all {len(lrs)} layer groups for {epochs} epoch(s), lrs {[float(f"{v:.3g}") for v in lrs]}')
+            self.fit_stlr(epochs, lr=lrs, **stlr, **ck)
+        plan = dict(recipe='lm_fine_tuning', epochs=epochs, lrs=[float(v) for v in lrs], freeze_epochs=freeze_epochs, freeze_lr=float(lr0),
+                    cut_frac=cut_frac, ratio=ratio)
+        return self.run_stages(([('frozen', frozen)] if freeze_epochs else []) + [('all', all_layers)], plan, checkpoint, resume, verbose)
 
     def save_lm(self, name) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
@@ -241,13 +243,14 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
 # %% ../nbs/40_text_learner.ipynb #0f12de3b
 def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, epochs: int = 1, lr: float = 5e-3, bs: int = 64,
                 bptt: int = 70, drop_mult: float = 0.5, max_vocab: int = 60_000, min_freq: int = 3, valid_pct: float = 0.05,
-                backwards: bool = False, seed: int = 42, path='.', progress: bool = True, **kwargs) -> LMLearner:
-    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule."
+                backwards: bool = False, seed: int = 42, path='.', progress: bool = True, checkpoint=None, resume=None,
+                **kwargs) -> LMLearner:
+    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`."
     set_seed(seed)
     data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
                                         min_freq=min_freq, backwards=backwards, progress=progress)
     learn = language_model_learner(data, config=config, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
-    learn.fit_one_cycle(epochs, lr=lr)
+    learn.fit_one_cycle(epochs, lr=lr, checkpoint=checkpoint, resume=resume)
     return learn
 
 # %% ../nbs/40_text_learner.ipynb #eecf98d0
@@ -265,11 +268,11 @@ class ClassifierLearner(TextLearner):
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, final_epochs: int | None = None, lr: float | Sequence[float] = ULMFIT_CLAS_LR,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, cut_frac: float = 0.1,
-                  ratio: float = 32., cbs=None, verbose: bool = True) -> pd.DataFrame:
-        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR."
+                  ratio: float = 32., cbs=None, verbose: bool = True, checkpoint=None, resume=None) -> pd.DataFrame:
+        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR; `checkpoint`/`resume` as in `Learner.run_stages`."
         self._check_trainable('fine_tune')    # before the freezing
         return super().fine_tune(epochs, final_epochs=final_epochs, lr=lr, lr_factor=lr_factor, stages=stages, cbs=cbs,
-                                 verbose=verbose, cut_frac=cut_frac, ratio=ratio)
+                                 verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac, ratio=ratio)
 
     def _loader(self, texts, bs: int | None) -> ClasLoader:
         return texts_to_loader(texts, self.tokenizer, self.vocab, bs=bs or getattr(self.data, 'bs', 64), backwards=self.backwards,
@@ -305,6 +308,9 @@ class ClassifierLearner(TextLearner):
         "The class probabilities (n_texts, n_classes) of raw `texts`, in the input order."
         dl = self._loader(texts, bs)
         probs, _ = self.get_preds(dl=dl, reorder=True)
+        if not bool(torch.isfinite(probs).all()):
+            raise FitlamError('predict: the model gives NaN probabilities: its weights hold NaN or infinity (a diverged fit?); '
+                              'train it again with a lower learning rate')
         return probs
 
     def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = True, bs: int | None = None):
@@ -344,6 +350,7 @@ EXPORT_FORMAT, EXPORT_VERSION = 'fitlam.learner', 1
 def export_learner(learn: ClassifierLearner, path) -> Path:
     "Write `learn`'s model and what `predict` needs to `path`, atomically (plain data: loadable with `weights_only=True`)."
     m = learn.model
+    _check_finite(m.state_dict(), 'export')
     state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION, kind='classifier', config=m.config.to_dict(), itos=list(learn.vocab.itos),
                  model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
                  tokenizer=learn.tokenizer.to_config(), classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
@@ -355,6 +362,12 @@ def export_learner(learn: ClassifierLearner, path) -> Path:
     return path
 
 _COLUMNS = ('text_cols', 'label_cols', 'mark_fields', 'label_delim')
+
+def _check_finite(state: dict, what: str):
+    "Refuse weights holding NaN or infinity (a diverged model predicts a label with NaN probabilities)."
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad: raise FitlamError(f'{what}: {len(bad)} weight tensor(s) hold NaN or infinity ({bad[:3]}): the model diverged; '
+                              'train it again with a lower learning rate')
 
 def _plain(c):
     "A class label as a plain Python value (`weights_only` loading takes no numpy scalars); `str` for anything else."
@@ -392,9 +405,11 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     if not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class'):
         raise FitlamError(f"{path}: the classes ({state['classes']!r:.80}) do not match the model's {state['model'].get('n_class')} outputs")
     vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules)
-    model = TextClassifier(len(vocab), config=AWDLSTMConfig(**state['config']), **state['model'])
-    try: model.load_state_dict(state['state_dict'])
-    except RuntimeError as e: raise FitlamError(f'{path}: the weights do not fit the model described in the file: {e}') from e
+    try: config = AWDLSTMConfig(**state['config'])
+    except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None
+    _check_finite(state['state_dict'], f'{path}: the exported weights')
+    model = build_checked(lambda: TextClassifier(len(vocab), config=config, **state['model']), state['state_dict'], path)
+    model.load_state_dict(state['state_dict'])
     data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False), **state.get('columns', {}))
     multi = state.get('multi_label', False)
     learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,

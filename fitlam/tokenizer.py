@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .core import SPECIAL_TOKENS, UNK, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ, FitlamError
+from .csvio import check_columns, iter_csv
 
 # %% auto #0
 __all__ = ['default_rules', 'default_post_rules', 'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces',
@@ -711,51 +712,35 @@ class TextList:
     def chunks(self, chunk_chars: int) -> Iterator[tuple[str, list, int]]: return _chunk_texts(self.texts, chunk_chars)
     def __repr__(self): return f'TextList({self.name}: {len(self)} texts)'
 
-def _csv_columns(path, cols: dict[str, Sequence[str]] | None = None) -> list[str]:
-    "The header of the CSV file `path`, checked to hold `cols` (`{'text': [...], 'label': [...]}`); a `FitlamError` naming the file otherwise."
-    import pandas as pd
-    path = Path(path)
-    if not path.exists(): raise FitlamError(f'{path}: file not found')
-    if path.is_dir(): raise FitlamError(f'{path}: a folder, expected a CSV file')
-    try: found = list(pd.read_csv(path, nrows=0).columns)
-    except pd.errors.EmptyDataError: raise FitlamError(f'{path}: an empty file; expected a CSV file with a header') from None
-    for what, cs in (cols or {}).items():
-        missing = [c for c in cs if c not in found]
-        if missing: raise FitlamError(f"{path}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} missing; found {found}")
-    return found
-
 class CSVSource:
-    "Documents in the `text_cols` column(s) of a CSV file, one per row, streamed."
+    "Documents in the `text_cols` column(s) of a CSV file, one per row, streamed (every row checked by `fitlam.csvio`)."
     kind = 'texts'
-    def __init__(self, path, text_cols: str | Sequence[str] = 'text', mark_fields: bool | None = None, chunk_rows: int = 2000):
-        import pandas as pd
-        self.path, self.chunk_rows = Path(path), chunk_rows
+    def __init__(self, path, text_cols: str | Sequence[str] = 'text', mark_fields: bool | None = None, chunk_rows: int = 2000,
+                 encoding: str = 'utf-8'):
+        self.path, self.chunk_rows, self.encoding = Path(path), chunk_rows, encoding
         self.text_cols = [text_cols] if isinstance(text_cols, (str, int)) else list(text_cols)
         self.mark_fields = len(self.text_cols) > 1 if mark_fields is None else mark_fields
-        _csv_columns(self.path, {'text': self.text_cols})
+        check_columns(self.path, {'text': self.text_cols}, encoding)
         self._n = None
     def __len__(self):
-        if self._n is None: self._n = sum(len(c) for c in self._frames())
+        if self._n is None: self._n = sum(len(c[self.text_cols[0]]) for c in self._chunks())
         return self._n
     def n_chars(self) -> int: return self.path.stat().st_size
     def fingerprint(self) -> str:
-        h = _hasher(); h.update(json.dumps(['csv', self.text_cols, self.mark_fields]).encode()); _hash_file(h, self.path)
+        h = _hasher(); h.update(json.dumps(['csv', self.text_cols, self.mark_fields, self.encoding]).encode()); _hash_file(h, self.path)
         return h.hexdigest()
-    def _frames(self):
-        import pandas as pd
-        return pd.read_csv(self.path, usecols=self.text_cols, chunksize=self.chunk_rows, dtype=object, keep_default_na=False,
-                           na_values=[''])
+    def _chunks(self): return iter_csv(self.path, self.text_cols, self.chunk_rows, self.encoding)
     def texts(self) -> Iterator[str]:
         "Yield the documents (fields joined), checking each chunk of rows."
         start = 0
-        for df in self._frames():
-            cols = [df[c].tolist() for c in self.text_cols]
+        for chunk in self._chunks():
+            cols = [chunk[c] for c in self.text_cols]
             for c, vals in zip(self.text_cols, cols):
-                bad = [start + i for i, t in enumerate(vals) if not isinstance(t, str) or not t.strip()]
+                bad = [start + i for i, t in enumerate(vals) if not t.strip()]
                 if bad: raise FitlamError(f"{self.path}: column '{c}' has missing or empty text in row(s) {bad[:10]} "
                                           f"(0-based data rows){' ...' if len(bad) > 10 else ''}")
             yield from (cols[0] if len(cols) == 1 else (join_fields(f, self.mark_fields) for f in zip(*cols)))
-            start += len(df)
+            start += len(cols[0])
     def chunks(self, chunk_chars: int): return _chunk_texts(self.texts(), chunk_chars)
     def __repr__(self): return f'CSVSource({self.path}, {self.text_cols})'
 

@@ -131,7 +131,7 @@ def write(tmp_path, df, name='d.csv'):
     ('label column', "d.csv: label column 'sentiment' missing; found ['text', 'label']"),
     ('nan text', "column 'text' has missing or empty text in row(s) [2, 5]"),
     ('empty text', "column 'text' has missing or empty text in row(s) [4]"),
-    ('nan label', 'missing (NaN) label in rows [1, 8]'),
+    ('nan label', 'empty label in rows [1, 8]'),               # a CSV cell left empty
     ('unseen valid label', "valid labels: labels ['weather']"),
     ('not utf-8', 'bad.txt: not a UTF-8 text file'),
     ('bs too large', 'bs=100 is larger than the data'),

@@ -1,5 +1,5 @@
 "Downloads over file:// and a local HTTP server, conversion to label/text frames, the cache, $FITLAM_DATA, and the shared split."
-import ast, csv, http.server, os, re, tarfile, threading
+import ast, csv, hashlib, http.server, os, re, tarfile, threading
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -71,7 +71,8 @@ def server(tmp_path, monkeypatch, env):
 def test_registry_has_the_ulmfit_datasets_and_weights():
     assert {'imdb', 'trec6', 'ag_news', 'dbpedia', 'yelp_polarity', 'yelp_full', 'wt103_fwd', 'wt103_bwd'} <= set(REGISTRY)
     assert REGISTRY['trec6'].remotes[0] == Remote('https://cogcomp.seas.upenn.edu/Data/QA/QC/train_5500.label',
-                                                  335_858, '073462e3fcefaae31e00edb1f18d2d02')
+                                                  335_858, '073462e3fcefaae31e00edb1f18d2d02',
+                                                  sha256='9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3')
     assert REGISTRY['wt103_fwd'].remotes[0].url == 'https://s3.amazonaws.com/fast-ai-modelzoo/wt103-fwd.tgz'
     assert REGISTRY['wt103_bwd'].remotes[0].url == 'https://s3.amazonaws.com/fast-ai-modelzoo/wt103-bwd.tgz'
 
@@ -173,7 +174,7 @@ def test_http_404_and_missing_file_name_the_url(server, tmp_path):
 def test_corrupt_archive_is_deleted_and_reported(fake, tmp_path):
     good = (fake.src/'imdb.tgz').read_bytes()
     (fake.src/'cut.tgz').write_bytes(good[:len(good) // 2])   # a truncated gzip stream
-    with pytest.raises(FitlamError, match=r'cut.tgz \(from file://.*\): corrupt or unsafe archive'):
+    with pytest.raises(FitlamError, match=r'cut.tgz \(from file://.*\): a corrupt archive'):
         download((fake.src/'cut.tgz').as_uri(), dest=tmp_path/'d', progress=False)
     assert files_in(tmp_path/'d') == []
 
@@ -262,9 +263,9 @@ def test_malformed_raw_files_name_the_file_and_line(fake, tmp_path):
     with pytest.raises(FitlamError, match=r'train_5500.label, line 2: expected "COARSE:fine question"'): convert_dataset('trec6', raw)
     (raw/'train.csv').write_text('"1","a","b"\n"9","c","d"\n')
     (raw/'classes.txt').write_text('World\nSports\n')
-    with pytest.raises(FitlamError, match=r'train.csv, record 2: expected a class index 1..2'): convert_dataset('ag_news', raw)
+    with pytest.raises(FitlamError, match=r'train.csv, line 2: expected a class index 1..2'): convert_dataset('ag_news', raw)
     (raw/'train.csv').write_bytes(b'"1","caf\xe9"\n')
-    with pytest.raises(FitlamError, match='train.csv: not a UTF-8 CSV'): convert_dataset('ag_news', raw)
+    with pytest.raises(FitlamError, match=r'train.csv: not utf-8 text: byte 8 \(line 1\)'): convert_dataset('ag_news', raw)
     with pytest.raises(FitlamError, match=r'empty/train.csv: missing; expected the official train.csv'):
         convert_dataset('dbpedia', tmp_path/'empty')
 
@@ -322,6 +323,15 @@ def test_path_argument_wins_over_fitlam_data(tmp_path, monkeypatch, env):
 
 
 # --- the shared data --------------------------------------------------------------------------
+
+@pytest.mark.shared_data
+@needs_shared
+def test_trec_registry_checksums_are_the_original_files():
+    "The registry's size, md5 and SHA-256 of TREC's train_5500.label are those of the shared, byte-for-byte original copy."
+    remote = REGISTRY['trec6'].remotes[0]
+    data = (SHARED/'trec6'/'raw'/'train_5500.label').read_bytes()
+    assert (len(data), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()) == (remote.size, remote.md5, remote.sha256)
+
 
 @pytest.mark.shared_data
 @needs_shared

@@ -11,15 +11,15 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import FitlamError, atomic_write
+from ..core import FitlamError, atomic_save, check_state_fits, load_checked
 from ..vocab import Vocab, remap_rows
 from .awdlstm import AWDLSTM, AWDLSTMConfig, FASTAI_LM_CONFIG, LanguageModel
 from .classifier import TextClassifier
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'save_model', 'read_checkpoint', 'load_model', 'save_encoder',
-           'load_encoder', 'read_fastai_itos', 'pretrained_itos', 'fastai_to_fitlam', 'config_from_state',
-           'remap_lm_state', 'load_pretrained', 'load_fastai_lm']
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'save_model', 'read_checkpoint', 'load_model', 'build_checked',
+           'save_encoder', 'load_encoder', 'read_fastai_itos', 'pretrained_itos', 'fastai_to_fitlam',
+           'config_from_state', 'remap_lm_state', 'load_pretrained', 'load_fastai_lm']
 
 # %% ../../nbs/22_models.pretrained.ipynb #082a7b45
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'fitlam.awdlstm', 1
@@ -47,14 +47,19 @@ def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: 
     if kind == 'classifier':
         ckpt['classifier'] = dict(n_class=model.n_class, bptt=model.bptt, max_len=model.max_len, lin_ftrs=model.lin_ftrs, ps=model.ps)
     path = Path(path)
-    with atomic_write(path) as f: torch.save(ckpt, f)
+    atomic_save(ckpt, path)
     return path
 
 def _torch_load(path: Path, what: str):
+    "Load `path` with `weights_only`; a zip archive (fitlam's files, recent PyTorch's) with its checksums verified first."
     if not path.exists(): raise FitlamError(f'{path}: {what} not found')
-    try: return torch.load(path, map_location='cpu', weights_only=True)
+    if zipfile.is_zipfile(path): return load_checked(path, what)
+    try: obj = torch.load(path, map_location='cpu', weights_only=True)      # PyTorch's legacy format (fastai's 2019 weights)
     except Exception as e:
         raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from e
+    if isinstance(obj, dict) and obj.get('format') == CHECKPOINT_FORMAT:
+        raise FitlamError(f'{path}: a fitlam checkpoint that is not a zip archive, as fitlam writes them: a damaged or forged file')
+    return obj
 
 def _check_checkpoint(ckpt, where) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
@@ -84,16 +89,23 @@ def load_model(path, drop_mult: float = 1.) -> tuple[nn.Module, Vocab]:
     ckpt = read_checkpoint(path)
     config = AWDLSTMConfig(**ckpt['config']).scaled(drop_mult)
     vocab, n = Vocab(ckpt['itos']), len(ckpt['itos'])
-    if ckpt['kind'] == 'lm': model = LanguageModel(n, config)
-    elif ckpt['kind'] == 'classifier': model = TextClassifier(n, config=config, **ckpt['classifier'])
-    elif ckpt['kind'] == 'encoder': model = AWDLSTM(n, config)
+    if ckpt['kind'] == 'lm': build = lambda: LanguageModel(n, config)
+    elif ckpt['kind'] == 'classifier': build = lambda: TextClassifier(n, config=config, **ckpt['classifier'])
+    elif ckpt['kind'] == 'encoder': build = lambda: AWDLSTM(n, config)
     else: raise FitlamError(f"{path}: unknown model kind {ckpt['kind']!r}")
-    _load_state(model, ckpt['state_dict'], path)
+    model = build_checked(build, ckpt['state_dict'], path)
+    model.load_state_dict(ckpt['state_dict'])
     return model, vocab
 
+def build_checked(build, state: dict, where) -> nn.Module:
+    "`build()`, once its sizes (built first on the `meta` device: no memory) are checked to fit `state`: a file's config cannot make it allocate what its weights do not hold."
+    with torch.device('meta'): shell = build()
+    check_state_fits(shell, state, where)
+    return build()
+
 def _load_state(module: nn.Module, state: dict, path):
-    try: module.load_state_dict(state)
-    except RuntimeError as e: raise FitlamError(f'{path}: the weights do not fit the {type(module).__name__}: {e}') from e
+    check_state_fits(module, state, path)          # before anything is overwritten
+    module.load_state_dict(state)
 
 # %% ../../nbs/22_models.pretrained.ipynb #0c91e4dd
 def save_encoder(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> Path:
