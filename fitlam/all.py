@@ -7,6 +7,7 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #fa23a7f5
 from .core import *
+from .csvio import *
 from .tokenizer import *
 from .vocab import *
 from .data import *

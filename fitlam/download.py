@@ -43,7 +43,9 @@ class Remote:
     sha256: str | None = None     # of the whole file
 
     @property
-    def fname(self) -> str: return Path(urllib.parse.urlparse(self.url).path).name
+    def fname(self) -> str:
+        path = urllib.parse.urlparse(self.url).path
+        return '' if path.endswith('/') else Path(path).name     # `https://host/a/` names no file
     @property
     def is_archive(self) -> bool: return self.fname.endswith(ARCHIVE_SUFFIXES)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_tokenizer.ipynb #05327522
 from __future__ import annotations
-import atexit, hashlib, html, importlib, inspect, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback, warnings
+import atexit, hashlib, html, importlib, inspect, json, math, os, pickle, queue, re, shutil, struct, subprocess, sys, tempfile, threading, traceback, warnings, zlib
 from array import array
 from collections import Counter
 from functools import partial
@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .core import SPECIAL_TOKENS, UNK, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ, FitlamError
+from .core import SPECIAL_TOKENS, UNK, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ, FitlamError, TempDir
 from .csvio import check_columns, iter_csv
 
 # %% auto #0
@@ -814,11 +814,20 @@ def as_source(x) -> TextList | CSVSource | FileSource | LineSource | IterSource:
     return TextList(x)
 
 # %% ../nbs/10_tokenizer.ipynb #473154b2
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2                 # 2: meta.json records a CRC-32 of each file
+_VERIFIED: set[tuple] = set()      # cache entries checked in this process: (folder, each file's size and mtime)
 
 def default_cache_dir() -> Path:
     "The token cache folder: `$FITLAM_CACHE/tokens`, else `~/.cache/fitlam/tokens`."
     return Path(os.environ.get('FITLAM_CACHE', Path.home()/'.cache'/'fitlam')).expanduser()/'tokens'
+
+_CACHE_FILES = ('tokens.i32', 'offsets.i64', 'counts.i64', 'itos.json')
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, 'rb') as f:
+        while block := f.read(1 << 22): crc = zlib.crc32(block, crc)
+    return crc
 
 def _memmap(path: Path, dtype, n: int) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode='r', shape=(n,)) if n else np.zeros(0, dtype)
@@ -836,12 +845,34 @@ class TokenizedCorpus:
             self.tokens = _memmap(self.path/'tokens.i32', np.int32, self.n_tokens)
             self.offsets = np.fromfile(self.path/'offsets.i64', np.int64)
             self.counts = np.fromfile(self.path/'counts.i64', np.int64)
+            self._verify()
             self.itos = json.loads((self.path/'itos.json').read_text(encoding='utf-8'))
         except (FileNotFoundError, ValueError, KeyError, TypeError) as e:     # unreadable JSON, a missing file or key (not e.g. EMFILE)
             raise FitlamError(f'{self.path}: a corrupt token cache ({type(e).__name__}: {e}); delete the folder to tokenize again') from None
         if len(self.itos) != len(self.counts) or self.offsets[0] != 0 or self.offsets[-1] != self.n_tokens:
             raise FitlamError(f'{self.path}: a corrupt token cache (vocab, counts and offsets disagree); delete the folder to tokenize again')
         self.from_cache = True
+
+    def _verify(self):
+        "Check each file's CRC-32 against `meta.json`, token ids and offsets in range: once per process for the same files."
+        files = [self.path/n for n in _CACHE_FILES]
+        key = (str(self.path.resolve()), tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+        if key in _VERIFIED: return
+        want = self.meta['checksums']
+        n_types, lo, hi = int(self.meta['n_types']), 0, -1
+        for f in files:
+            crc = 0
+            with open(f, 'rb') as fh:
+                while block := fh.read(1 << 22):
+                    crc = zlib.crc32(block, crc)
+                    if f.name == 'tokens.i32' and len(block) >= 4:
+                        ids = np.frombuffer(block, np.int32); lo, hi = min(lo, int(ids.min())), max(hi, int(ids.max()))
+            if crc != want[f.name]:
+                raise FitlamError(f'{f}: its checksum ({crc:08x}) is not the one meta.json records ({want[f.name]:08x}): a corrupt token cache')
+        if lo < 0 or hi >= n_types:
+            raise FitlamError(f'{self.path}: token ids {lo}..{hi} outside the vocab of {n_types} types: a corrupt token cache')
+        if (np.diff(self.offsets) < 0).any(): raise FitlamError(f'{self.path}: document offsets that go backwards: a corrupt token cache')
+        _VERIFIED.add(key)
 
     def _check_sizes(self):
         "Each array file has the size `meta.json` says (a truncated or half-copied cache is caught before it is read)."
@@ -882,13 +913,12 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
     final = cache_dir/_cache_key(source, tok)[:32]
     if (final/'meta.json').exists():
         try: return TokenizedCorpus(final)
-        except FitlamError as e:                # e.g. a disk that filled up: the entry is rebuilt, not trusted
+        except FitlamError as e:                # e.g. a disk that filled up, a flipped bit: the entry is rebuilt, not trusted
             warnings.warn(f'{e}: tokenizing again')
             shutil.rmtree(final, ignore_errors=True)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f'.{final.name}.', suffix='.tmp'))
-    try:
-        n_docs, n_tokens = 0, 0
+    elif final.exists(): shutil.rmtree(final, ignore_errors=True)     # a folder without meta.json: half deleted, never complete
+    with TempDir(cache_dir, final.name) as t:
+        tmp, n_docs, n_tokens = t.path, 0, 0
         with open(tmp/'tokens.i32', 'wb') as ftok, open(tmp/'offsets.i64', 'wb') as foff:
             foff.write(np.zeros(1, np.int64).tobytes())
             def write(ids, lens, itos):
@@ -901,14 +931,12 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
         vocab.counts.view().tofile(tmp/'counts.i64')
         (tmp/'itos.json').write_text(json.dumps(vocab.itos, ensure_ascii=False), encoding='utf-8')
         meta = dict(format=_CACHE_FORMAT, n_docs=n_docs, n_tokens=n_tokens, n_types=len(vocab.itos),
-                    tokenizer=tok.to_config(), source=repr(source))
+                    checksums={f: _crc32(tmp/f) for f in _CACHE_FILES}, tokenizer=tok.to_config(), source=repr(source))
         (tmp/'meta.json').write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding='utf-8')
         for f in tmp.iterdir(): _fsync(f)       # on disk before the entry appears under its final name
-        try: os.rename(tmp, final)
+        try: t.rename(final)
         except OSError:                     # another process finished the same corpus first: keep its folder
             if not (final/'meta.json').exists(): raise
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     _fsync(cache_dir)                           # the rename itself
     corpus = TokenizedCorpus(final)
     corpus.from_cache = False
