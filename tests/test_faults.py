@@ -212,6 +212,15 @@ def test_cli_one_line_errors(clas, tmp_path, capsys):
     assert out.text.tolist() == ['café au lait']
 
 
+def test_cli_a_full_disk_is_one_line(clas, tmp_path, monkeypatch, capsys):
+    import fitlam.cli
+    def full(*a, **k): raise OSError(28, 'No space left on device', str(tmp_path/'clas.pt'))
+    monkeypatch.setattr(fitlam.cli, 'load_learner', full)
+    assert exit_code(['predict', '--model', str(tmp_path/'clas.pt'), '--text', 'a goal']) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count('\n') == 0 and 'No space left on device' in err
+
+
 def test_cli_predict_into_a_closed_pipe(clas, tmp_path):
     model = clas.export(tmp_path/'clas.pt')
     pd.DataFrame({'text': [f'a goal number {i} for the team' for i in range(3000)]}).to_csv(tmp_path/'many.csv', index=False)
