@@ -388,3 +388,17 @@ def test_corpus_errors(tmp_path, monkeypatch):
     with pytest.raises(FitlamError, match='empty: no .txt or .tokens files'): get_corpus(tmp_path/'empty')
     monkeypatch.delenv('FITLAM_DATA', raising=False)
     with pytest.raises(FitlamError, match=r"corpus 'gutenberg' is read from \$FITLAM_DATA/gutenberg/books"): get_corpus('gutenberg')
+
+
+def test_registry_checksums_tool_reports_each_file(fake, monkeypatch, capsys):
+    "tools/registry_checksums.py (run where there is internet) prints size, md5 and SHA-256 and compares them with the registry."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('registry_checksums', ROOT/'tools'/'registry_checksums.py')
+    tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, 'REGISTRY', {**fake.entries, 'imdb': replace(fake.entries['imdb'], remotes=(
+        replace(fake.entries['imdb'].remotes[0], sha256='0' * 64),))})
+    assert tool.main(['trec6', 'imdb']) == 0
+    out = capsys.readouterr().out
+    data = (fake.src/'imdb.tgz').read_bytes()
+    assert f"sha256='{hashlib.sha256(data).hexdigest()}'" in out and f'sha256 DIFFERS (registry {"0" * 64})' in out
+    assert out.count('size ok') == 3
