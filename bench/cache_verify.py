@@ -14,10 +14,10 @@ run), the median of `--repeats`:
     FITLAM_DATA=../shared/data .venv/bin/python bench/cache_verify.py          # ~5 min: tokenizes 11.7M words once (fitlam only)
 """
 from __future__ import annotations
-import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, os, platform, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import OUT, data_dir, write_json
 
 CHILD = '''
 import sys, time
@@ -51,7 +51,7 @@ def main():
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--cache', default=None, help='token cache folder (default: a temporary one, tokenized first)')
     a = ap.parse_args()
-    data = Path(os.environ.get('FITLAM_DATA', ROOT.parent/'shared'/'data'))
+    data = data_dir()
     files = [data/'imdb'/'unsup_0.csv', data/'imdb'/'unsup_1.csv']
     if not all(f.exists() for f in files): raise SystemExit(f'no IMDb unsup files under {data}/imdb: set FITLAM_DATA')
     cache = Path(a.cache or tempfile.mkdtemp(prefix='fitlam-cache-bench-'))
@@ -60,8 +60,7 @@ def main():
     med = {m: statistics.median(v) for m, v in res.items()}
     out = dict(machine=dict(python=platform.python_version(), cpus=os.cpu_count(), load=os.getloadavg()), tokens=n_tokens,
                cache_bytes=n_bytes, build_s=build, runs=res, median=med)
-    (ROOT/'bench'/'out').mkdir(parents=True, exist_ok=True)
-    (ROOT/'bench'/'out'/'cache_verify.json').write_text(json.dumps(out, indent=1))
+    write_json(OUT/'cache_verify.json', out)
     print(f'IMDb unsup: {n_tokens:,} tokens, cache entry {n_bytes / 2**20:.0f} MiB, tokenized in {build:.0f} s\n')
     print('| cache hit (fresh process, median of %d) | seconds |' % a.repeats)
     print('|---|---|')

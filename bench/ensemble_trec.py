@@ -9,12 +9,10 @@ are on `trec6/valid.csv` (546 questions; the test split is held out).
 
 Prints a markdown table for docs/benchmarks.md and writes bench/out/ensemble_trec.json.
 """
-import sys
+import argparse, os, platform, time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if Path(p or '.').resolve() != HERE]     # bench/tokenize.py must not shadow the standard library's
-import argparse, json, os, platform, time
+from _common import OUT, write_json
 
 
 def main():
@@ -81,8 +79,7 @@ def main():
     for k, v in errors.items(): print(f'| {k} | {100 * v:.2f}% |')
     print(f'\nforward and backward predict the same class for {100 * agree:.1f}% of the questions; wall s: '
           + ', '.join(f'{k} {v:.1f}' for k, v in times.items()))
-    out = HERE/'out'; out.mkdir(exist_ok=True)
-    (out/'ensemble_trec.json').write_text(json.dumps(report, indent=1))
+    write_json(OUT/'ensemble_trec.json', report)
 
 
 if __name__ == '__main__':

@@ -26,24 +26,11 @@ real fit gets. Peak GPU memory is `torch.cuda.max_memory_allocated()` over the f
     python bench/gpu_lm_train.py --configs 200,512,2 --batches 20   # a quick look
 """
 from __future__ import annotations
-import sys
-from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
-import argparse, gc, json, os, platform, statistics, subprocess, time
+import argparse, gc, json, os, platform, statistics, subprocess, sys, time
 from datetime import datetime, timezone
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT/'bench'/'out'
-
-
-def write_corpus(path: Path, n_words: int, n_tokens: int, seed: int):
-    "bench/lm_train.py's corpus generator (loaded from its file: bench/ is kept off sys.path)."
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('_bench_lm_train', Path(__file__).with_name('lm_train.py'))
-    lm_train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lm_train)
-    lm_train.write_corpus(path, n_words, n_tokens, seed)
+from _common import OUT, ROOT, write_json
+from lm_train import write_corpus          # bench/lm_train.py's corpus generator
 
 
 class Timing:
@@ -267,8 +254,7 @@ def main():
                 torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(), python=platform.python_version(),
                 vocab=len(data.vocab), bs=a.bs, bptt=a.bptt, warmup=a.warmup, batches=a.batches, lr=a.lr,
                 command='python ' + ' '.join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]))
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    write_json(a.json, dict(meta=meta, rows=rows))
 
     ref = {(r['emb'], r['hid'], r['layers'], r['precision']): r for r in rows if r['side'] == 'cudnn-ref' and 'error' not in r}
     print(f"\n`{meta['command']}` ({meta['date']}; {meta['device']}, torch {meta['torch']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}; "

@@ -12,6 +12,8 @@ Usage: .venv/bin/python bench/learner.py [--peer-python /tmp/fitlam-peer-venv/bi
 """
 import argparse, json, statistics, subprocess, sys, time
 
+from _common import PEER_PYTHON
+
 SHAPES = [(10000, 400), (4608, 400), (4608, 1152), (4608,), (4608,), (4608, 1152), (4608, 1152), (4608,), (4608,),
           (1600, 400), (1600, 1152), (1600,), (1600,), (10000,)]
 
@@ -90,7 +92,7 @@ def worker(impl, epochs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
+    ap.add_argument('--peer-python', default=PEER_PYTHON)
     ap.add_argument('--epochs', type=int, default=6)
     ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--worker', default=None)

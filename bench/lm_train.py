@@ -37,21 +37,14 @@ autocast.
     python bench/lm_train.py --configs 200,512,2 --batches 5 --bf16-batches 0   # a quick look
 """
 from __future__ import annotations
-import sys
-from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
-import argparse, json, math, os, platform, random, resource, statistics, subprocess, time
+import argparse, json, math, os, platform, random, resource, statistics, subprocess, sys, time
 from datetime import datetime, timezone
+from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT/'bench'/'out'
-PEER_SCRIPT = ROOT.parent/'shared'/'peer'/'peer_lm_bench.py'
+from _common import OUT, PEER_PYTHON, ROOT, SHARED, loadavg, write_json
+
+PEER_SCRIPT = SHARED/'peer'/'peer_lm_bench.py'
 MALLOC_TUNED = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(1 << 40)}
-
-
-def loadavg() -> list[str]:
-    with open('/proc/loadavg') as f: return f.read().split()[:3]
 
 
 # 1. The corpus: 'w0 w17 ...' lines, learnable, every word seen >= 3 times so both vocabs have all of them.
@@ -368,7 +361,7 @@ def main():
                     help="interleaved runs: fitlam trains on fastai's batches (ids mapped by word), so the losses compare step by step")
     ap.add_argument('--malloc-tuned', action='store_true', help=f'also run both sides with {MALLOC_TUNED}')
     ap.add_argument('--malloc-rounds', type=int, default=1, help='interleaved runs per config with --malloc-tuned')
-    ap.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
+    ap.add_argument('--peer-python', default=PEER_PYTHON)
     ap.add_argument('--timeout', type=float, default=1800, help='seconds per process')
     ap.add_argument('--json', default=str(OUT/'lm_train.json'))
     a = ap.parse_args()
@@ -418,8 +411,7 @@ def main():
                 cpu=platform.processor() or platform.machine(), threads=a.threads, bs=a.bs, bptt=a.bptt, vocab=a.vocab,
                 batches=a.batches, warmup=a.warmup, rounds=a.rounds, lr=a.lr, matmul_gflops=gf, matmul_gflops_all=gflops, lstm_gflops=lstm_gf, peak_gflops=peak,
                 loadavg_start=load0, loadavg_end=loadavg(), command='python ' + ' '.join(sys.argv))
-    OUT.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    write_json(a.json, dict(meta=meta, results=results))
 
     # 3. The markdown block for docs/benchmarks.md.
     print(f'\n`{meta["command"]}` ({meta["date"]}; {a.threads} threads; bs {a.bs}, bptt {a.bptt}, vocab {a.vocab}; '

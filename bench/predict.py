@@ -6,7 +6,7 @@ emb 400 / hid 1152 / 3 layers, fastai's `awd_lstm_clas_config`), BPT3C with the 
 fastai's defaults), the same head (concat pooling, lin_ftrs [50]), the same vocab and the **same weights**:
 - the vocab is built once by fitlam from imdb/train.csv (--vocab-docs reviews; min_freq 3, max_vocab 60k, the
   defaults of both libraries) and handed to fastai as `TextDataLoaders.from_df(..., text_vocab=itos)` (the two
-  tokenizers give the same tokens, see bench/tokenize.py, so the ids are the same);
+  tokenizers give the same tokens, see bench/tokenize_speed.py, so the ids are the same);
 - fastai builds `text_classifier_learner(dls, AWD_LSTM, config=..., pretrained=False)` (random weights: speed does
   not depend on them) and saves its state dict; fitlam loads it (encoder through `fastai_to_fitlam`, head by
   position). So the two sides' probabilities can be compared: `predict` of one text must agree to float noise.
@@ -41,25 +41,14 @@ rows, see docs/benchmarks.md; so the batch-level fitlam/fastai difference is of 
     flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/predict.py --n-docs 640 --int8 --bf16   # + int8 and bf16 rows (~3-4 min more)
 """
 from __future__ import annotations
-import os, sys
-# bench/tokenize.py is named like the standard library's `tokenize`: take bench/ off the path before anything imports it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
-import argparse, json, platform, shutil, statistics, subprocess, tempfile, time
+import argparse, json, os, platform, shutil, statistics, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT/'bench'/'out'
+from _common import OUT, PEER_PYTHON, ROOT, command, data_dir, loadavg, print_block, require_peer_python, write_json
+
 CONFIGS = dict(small=(400, 1152, 3), mid=(200, 512, 2), tiny=(64, 128, 2))    # as ../shared/peer/peer_lm_bench.py
 HEAD_KEYS = {'1.layers.0.0.': 'head.0.', '1.layers.0.2.': 'head.2.', '1.layers.1.0.': 'head.4.', '1.layers.1.2.': 'head.6.'}
-
-
-def loadavg() -> list[str]:
-    with open('/proc/loadavg') as f: return f.read().split()[:3]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get('FITLAM_DATA', ROOT.parent/'shared'/'data'))
 
 
 def read_texts(csv: str, n: int | None = None) -> list[str]:
@@ -208,7 +197,7 @@ def main():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--int8', action='store_true', help='add fitlam-int8 rows: learn.to_int8() (= load_learner(path, int8=True)), and its agreement with float32')
     p.add_argument('--bf16', action='store_true', help='add fitlam-bf16 rows: bf16 autocast (Learner(bf16=True)), and its agreement with float32')
-    p.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
+    p.add_argument('--peer-python', default=PEER_PYTHON)
     p.add_argument('--json', default=str(OUT/'predict.json'))
     p.add_argument('--worker', nargs=2, metavar=('IMPL', 'SPEC'), default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -218,7 +207,7 @@ def main():
 
     data = data_dir()/'imdb'
     if not (data/'valid.csv').exists(): raise SystemExit(f'{data}/valid.csv: not found (set FITLAM_DATA); the benchmark needs the IMDb data')
-    if not Path(args.peer_python).exists(): raise SystemExit(f'{args.peer_python}: no such python (run ../shared/peer/setup.sh)')
+    require_peer_python(args.peer_python)
     load0, started = loadavg(), datetime.now(timezone.utc)
     import numpy as np, pandas as pd
     n_docs = len(read_texts(str(data/'valid.csv'), args.n_docs))
@@ -294,11 +283,10 @@ def main():
                 n_docs=n_docs, bs=args.bs, config=args.config, emb=emb, hid=hid, layers=layers, bptt=args.bptt, max_len=args.max_len,
                 vocab=len(vocab), n_params=fl['n_params'], n_single=len(idx), tokens_mean=float(lengths.mean()),
                 tokens_max=int(lengths.max()), loadavg_start=load0, loadavg_end=loadavg(),
-                command=' '.join([Path(sys.executable).name] + sys.argv))
+                command=command())
     strip = lambda r: {k: v for k, v in r.items() if 'probs' not in k}
     result = dict(info=info, fastai=strip(fa), fitlam=strip(fl), checks=checks, agreement=agree, summary=summary, lower_precision=lowp)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
 
     S = summary
     ok = lambda c: 'yes' if c['rows_ok'] and c['finite'] and c['max_sum_err'] < 1e-5 else 'NO'
@@ -339,8 +327,7 @@ def main():
                   f"row max: {L['mean_diff']:.2g}; `predict` of the {len(idx)} single reviews: {L['single_max_diff']:.2g}); same predicted class "
                   f"for {100 * L['same_argmax']:.1f}% of the reviews (vs fastai: {100 * L['same_argmax_vs_fastai']:.1f}%; random weights, "
                   "near-uniform probabilities: a pessimistic figure)."]
-    print('\n' + '\n'.join(lines))
-    print(f'\nJSON: {args.json}')
+    print_block(lines, args.json)
 
 
 if __name__ == '__main__':

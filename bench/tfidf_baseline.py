@@ -9,10 +9,6 @@ rows L2-normalised: scikit-learn's `TfidfVectorizer(sublinear_tf=True)`) + multi
 chosen **on the validation split**, so it is an optimistic baseline: what the ULMFiT classifiers of the tutorials
 should at least match. No fitlam model is involved; it calibrates the tutorial goals against the data.
 """
-import sys
-from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
 import collections, math, re, warnings
 import pandas as pd
 import torch

@@ -32,17 +32,14 @@ The 2M corpus is a prefix of the 20M one (same seed).
     flock -s /tmp/fitlam-cpu.lock .venv/bin/python bench/tokenize_scale.py --sizes 20000 200000   # a smoke test
 """
 from __future__ import annotations
-import os, sys
-# bench/tokenize.py is named like the standard library's `tokenize`: take bench/ off the path before anything imports it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
-import argparse, json, platform, resource, shutil, subprocess, tempfile, threading, time
+import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT/'bench'/'out'
+from _common import OUT, ROOT, Sampler, command, loadavg, print_block, tree_pids, write_json
+
 GEN_VERSION = 'synthetic-en-v1'
 
 
@@ -141,40 +138,24 @@ def child(n_words: int, seed: int, n_workers: int, max_cache: int | None) -> dic
     return out
 
 
-class TreeMem:
+class TreeMem(Sampler):
     """Sample the process tree under `pid` from /proc every `every` s: the peak of its summed RSS and PSS, and the
     peak RSS of each process since its `exec` (VmHWM; unlike `ru_maxrss`, it leaves out the RSS a process inherits
     for the moment between `fork` and `exec`, which for a worker is its parent's whole RSS)."""
-    def __init__(self, pid: int, every: float = 0.02): self.pid, self.every = pid, every
-    def __enter__(self):
+    def reset(self):
         self.rss = self.pss = self.procs = 0
         self.hwm: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True); self._t.start()
-        return self
-    def _tree(self) -> list[int]:
-        out, todo = [], [self.pid]
-        while todo:
-            p = todo.pop(); out.append(p)
+    def sample(self):
+        rss = pss = n = 0
+        for p in tree_pids(self.pid):
             try:
-                with open(f'/proc/{p}/task/{p}/children') as f: todo += [int(c) for c in f.read().split()]
-            except OSError: pass
-        return out
-    def _loop(self):
-        while not self._stop.is_set():
-            rss = pss = n = 0
-            for p in self._tree():
-                try:
-                    with open(f'/proc/{p}/status') as f:
-                        st = {l.split(':')[0]: l.split()[1] for l in f if l.startswith(('VmRSS', 'VmHWM'))}
-                    with open(f'/proc/{p}/smaps_rollup') as f:
-                        pss += next(int(l.split()[1]) for l in f if l.startswith('Pss:'))
-                    rss += int(st['VmRSS']); self.hwm[p] = max(self.hwm.get(p, 0), int(st['VmHWM'])); n += 1
-                except (OSError, KeyError, StopIteration): pass
-            self.rss, self.pss, self.procs = max(self.rss, rss), max(self.pss, pss), max(self.procs, n)
-            self._stop.wait(self.every)
-    def __exit__(self, *exc):
-        self._stop.set(); self._t.join()
+                with open(f'/proc/{p}/status') as f:
+                    st = {l.split(':')[0]: l.split()[1] for l in f if l.startswith(('VmRSS', 'VmHWM'))}
+                with open(f'/proc/{p}/smaps_rollup') as f:
+                    pss += next(int(l.split()[1]) for l in f if l.startswith('Pss:'))
+                rss += int(st['VmRSS']); self.hwm[p] = max(self.hwm.get(p, 0), int(st['VmHWM'])); n += 1
+            except (OSError, KeyError, StopIteration): pass
+        self.rss, self.pss, self.procs = max(self.rss, rss), max(self.pss, pss), max(self.procs, n)
     def workers_hwm_mb(self) -> float:
         "The largest VmHWM among the descendants (the workers), MB."
         return max([v for p, v in self.hwm.items() if p != self.pid] or [0]) / 1024
@@ -205,10 +186,6 @@ def run_python(*args) -> str:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
     if out.returncode: raise SystemExit(f'{args} failed:\n{out.stderr[-3000:]}')
     return out.stdout.strip().splitlines()[-1]
-
-
-def loadavg() -> list[str]:
-    with open('/proc/loadavg') as f: return f.read().split()[:3]
 
 
 def main():
@@ -245,7 +222,7 @@ def main():
     info = dict(started=started.isoformat(timespec='seconds'), machine=platform.node(), cpus=os.cpu_count(),
                 python=platform.python_version(), fitlam=fitlam.__version__, spacy=version('spacy'), torch=version('torch'),
                 generator=GEN_VERSION, seed=args.seed, n_workers=args.workers, tokens_per_word=tpw,
-                loadavg_start=load0, loadavg_end=loadavg(), command=' '.join([Path(sys.executable).name] + sys.argv))
+                loadavg_start=load0, loadavg_end=loadavg(), command=command())
     small, big = runs[0], runs[-1]
     # (key, label, counts for the goal)
     measures = [('ru_maxrss_self_mb', 'main process: ru_maxrss (RUSAGE_SELF)', True),
@@ -258,8 +235,7 @@ def main():
     ratios = {k: big[k] / small[k] if small[k] else None for k, _, _ in measures}   # no worker: the corpus was one chunk
     goal_ratios = [ratios[k] for k, _, g in measures if g and ratios[k] is not None]
     result = dict(info=info, runs=runs, ratios=ratios, goal=args.goal, goal_met=all(v <= args.goal for v in goal_ratios))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
 
     fmt = lambda n: f'{n / 1e6:.1f}M' if n >= 1e6 else f'{n / 1e3:.0f}k'
     head = ' | '.join(f'{fmt(r["n_tokens"])} tokens' for r in runs)
@@ -280,8 +256,7 @@ def main():
     lines.append(f"\nGoal: peak memory at {fmt(big['n_tokens'])} tokens within {args.goal}x of {fmt(small['n_tokens'])}: "
                  f"{'met' if result['goal_met'] else 'NOT met'} on every measure in bold" + ('' if result['goal_met'] else
                  f" (worst: {max(goal_ratios):.2f}x)") + '.')
-    print('\n' + '\n'.join(lines))
-    print(f'\nJSON: {args.json}')
+    print_block(lines, args.json)
 
 
 if __name__ == '__main__':

@@ -21,26 +21,10 @@ Run alone (flock -x /tmp/fitlam-cpu.lock ...): the machine is noisy and ratios n
 
   .venv/bin/python bench/ulmfit_trec.py --data $FITLAM_DATA [--peer-python /tmp/fitlam-peer-venv/bin/python]
 """
-import sys
+import argparse, json, os, platform, re, subprocess, sys, time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if Path(p or '.').resolve() != HERE]   # bench/tokenize.py must not shadow the stdlib's tokenize
-
-import argparse, json, os, platform, re, subprocess, threading, time
-
-
-def rss_tree_mb(pid: int) -> float:
-    "Resident memory of `pid` and its descendants, MB."
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f'/proc/{p}/status') as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith('VmRSS:'))
-            with open(f'/proc/{p}/task/{p}/children') as f: todo += [int(c) for c in f.read().split()]
-        except (OSError, StopIteration): pass
-    return total / 1024
+from _common import OUT, PEER_PYTHON, SHARED, PeakRSS, loadavg, rss_tree_mb, write_json
 
 
 def run_sampled(cmd, log_path: Path, stage_re: str, env=None) -> dict:
@@ -48,19 +32,14 @@ def run_sampled(cmd, log_path: Path, stage_re: str, env=None) -> dict:
     into stages at each output line matching `stage_re` (group 1: the stage's name, which has just ended)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
-    peaks, cur = {}, {'peak': 0.}
-    stop = threading.Event()
-    def sample():
-        while not stop.is_set():
-            cur['peak'] = max(cur['peak'], rss_tree_mb(proc.pid)); stop.wait(0.2)
-    th = threading.Thread(target=sample, daemon=True); th.start()
-    with open(log_path, 'w') as log:
+    peaks = {}
+    with PeakRSS(proc.pid, every=0.2) as mem, open(log_path, 'w') as log:
         for line in proc.stdout:
             log.write(line); log.flush()
             if (m := re.search(stage_re, line)):
-                peaks[m.group(1)] = round(max(cur['peak'], rss_tree_mb(proc.pid)), 1); cur['peak'] = 0.
+                peaks[m.group(1)] = round(max(mem.peak, rss_tree_mb(proc.pid)), 1); mem.peak = 0.
             if 'Error' in line or line.startswith('[') or 'stage' in line: print('   ', line.rstrip()[:160], flush=True)
-    rc = proc.wait(); stop.set(); th.join()
+        rc = proc.wait()
     if rc: raise SystemExit(f'{cmd[:3]} failed with exit code {rc}; see {log_path}')
     return dict(peak_rss_mb_per_stage=peaks, process_wall_s=round(time.perf_counter() - t0, 1))
 
@@ -144,8 +123,8 @@ def fitlam_worker(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', default=os.environ.get('FITLAM_DATA'), help='folder with trec6/ and gutenberg/ (default: $FITLAM_DATA)')
-    ap.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
-    ap.add_argument('--peer-script', default=str(HERE.parent.parent/'shared'/'peer'/'peer_ulmfit_trec.py'))
+    ap.add_argument('--peer-python', default=PEER_PYTHON)
+    ap.add_argument('--peer-script', default=str(SHARED/'peer'/'peer_ulmfit_trec.py'))
     ap.add_argument('--workdir', default='/tmp/fitlam_bench_ulmfit')
     ap.add_argument('--emb', type=int, default=200); ap.add_argument('--hid', type=int, default=512)
     ap.add_argument('--layers', type=int, default=2)
@@ -159,7 +138,7 @@ def main():
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--seed', type=int, default=42)
     ap.add_argument('--variants', default='paper,no_pretrain,one_cycle', help='fitlam variants to run (comma list)')
     ap.add_argument('--skip-peer', action='store_true')
-    ap.add_argument('--json', default=str(HERE/'out'/'ulmfit_trec.json'))
+    ap.add_argument('--json', default=str(OUT/'ulmfit_trec.json'))
     ap.add_argument('--fitlam-worker', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--variant', default='paper', help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -169,7 +148,7 @@ def main():
     work = Path(args.workdir); work.mkdir(parents=True, exist_ok=True)
     for f in work.glob('fitlam_pretrained_lm.pth'): f.unlink()          # pretrain afresh, timed, in this run
     res = dict(machine=dict(python=platform.python_version(), cpus=os.cpu_count(), threads=args.threads,
-                            loadavg_start=open('/proc/loadavg').read().split()[:3]),
+                            loadavg_start=loadavg()),
                date=time.strftime('%Y-%m-%d %H:%M'), args={k: v for k, v in vars(args).items() if k not in ('fitlam_worker', 'variant')},
                fitlam={}, fastai=None)
     common = ['--emb', str(args.emb), '--hid', str(args.hid), '--layers', str(args.layers), '--bs', str(args.bs),
@@ -203,9 +182,8 @@ def main():
         peer = json.loads((work/'peer.json').read_text())
         res['fastai'] = {**sampled, 'valid_error': peer['stages']['4_test']['test_error'], 'total_wall_s': peer['total_wall_s'],
                          'stage_wall_s': {k: v['wall_s'] for k, v in peer['stages'].items()}, 'report': peer}
-    res['machine']['loadavg_end'] = open('/proc/loadavg').read().split()[:3]
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(res, indent=1))
+    res['machine']['loadavg_end'] = loadavg()
+    write_json(args.json, res)
     print(markdown(res))
 
 

@@ -9,6 +9,7 @@ __all__ = []
 from .core import *
 from .csvio import *
 from .tokenizer import *
+from .corpus import *
 from .vocab import *
 from .data import *
 from .download import *

@@ -480,8 +480,9 @@ class Learner:
         saved = dict(model=_cpu_copy(self.model.state_dict()), opt=_cpu_copy(self.opt.state_dict()), rng=get_rng_states(),
                      recorder=self.recorder.state_dict(), lrs=list(self.lrs), training=self.model.training, epochs_done=self.epochs_done)
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
-        try:                                 # (the LR is driven up until the loss diverges: on purpose, so no TerminateOnNaN)
-            with self.no_bar(), self.removed_cbs([cb for cb in self.cbs if isinstance(cb, TerminateOnNaN)]): self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
+        diverge_ok = [cb for cb in self.cbs if isinstance(cb, TerminateOnNaN)]     # the test drives the LR up until the loss diverges
+        try:
+            with self.no_bar(), self.removed_cbs(diverge_ok): self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
         finally:
             self.model.load_state_dict(saved['model']); self.opt.load_state_dict(saved['opt'])
             set_rng_states(saved['rng']); self.recorder.load_state_dict(saved['recorder']); self.lrs = saved['lrs']

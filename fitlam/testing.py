@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['TINY_AWD', 'synth_corpus', 'ArrayLoader', 'SynthData', 'synth_regression', 'TinyNet']
+__all__ = ['TINY_AWD', 'synth_corpus', 'ArrayLoader', 'SynthData', 'synth_regression', 'TinyNet', 'tricky_texts']
 
 # %% ../nbs/90_testing.ipynb #57327cc3
 _TOPICS = {
@@ -99,3 +99,25 @@ class TinyNet(nn.Module):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         "The parameters in three groups: body, mid, head."
         return [list(self.body.parameters()), list(self.mid.parameters()), list(self.head.parameters())]
+
+# %% ../nbs/90_testing.ipynb #96f3091d
+_TRICKY = ['HELLO', 'Hello', 'hello', 'I', 'A', 'a', 'McDonald', 'iPhone', 'ÉCOLE', 'Élan', 'straße', 'ΣΑΣ', 'Σ', 'İstanbul',
+           'ǅemal', "don't", "CAN'T", "It's", 'gonna', 'U.S.', 'e.g.', '(a)', '"quoted"', "'s", ':)', ':-(', 'http://x.com/a#b',
+           'www.x.org', 'me@x.com', 'a/b', '#tag', '\\', '<br />', '&amp;', '&quot;', '#39;', 'nbsp;', '@.@', ' @-@ ', '<unk>',
+           'sooooo', '!!!!', '...', '…', '--', 'very very very', 'ha ha ha ha', 'The the the', 'xxbos', 'xxmaj', 'xxfld 2',
+           'xxfake', '😀', '😀😀😀', 'e\u0301', '日本語', 'مرحبا', '\u200b', 'soft\xadhyphen', '1,000', '3.14', '10%', '$5',
+           '5pm', "'90s", 'ALL-CAPS', 'A.B.C.', 'x' * 30, 'Mr.', 'St.', '½', 'Ⅻ', "''", "back''", "''Return", '):', '(:',
+           "''''", 'a.m.', 'and/or', ':(']
+_SEPS = [' ', ' ', ' ', '  ', '\n', '\n\n', '\t', ' \n ', '\n ', ' \n', '\xa0', '\u2003', '\r\n', '\x0b', '\x0c', '\x1c', '', '   \n\t ']
+
+def tricky_texts(n: int, seed: int = 0) -> list[str]:
+    "`n` random documents made of the nastiest pieces for a tokenizer (`_TRICKY`) joined by every kind of whitespace (`_SEPS`): for equivalence tests."
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(1, 25))
+        parts = [_TRICKY[i] for i in rng.integers(0, len(_TRICKY), k)]
+        seps = [_SEPS[i] for i in rng.integers(0, len(_SEPS), k + 1)]
+        text = ''.join(s + p for s, p in zip(seps, parts)) + seps[-1]
+        out.append(text if text.strip() else text + 'x')
+    return out

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
-from .tokenizer import DocIds, TextList, Tokenizer
+from .corpus import DocIds, ListSource
+from .tokenizer import Tokenizer
 from .vocab import Vocab
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _bad_rows, _df_texts, _labels, _new_docs, _label_names
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
@@ -386,7 +387,7 @@ class _InferenceData:
     def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool | None = False) -> ClasLoader:
         "As `TextClasDataBunch.test_dl`: a loader of a list of texts, or of a DataFrame / CSV file with the exported learner's text (and label) columns."
         source, labels = _new_docs(self, texts_or_df, with_labels)
-        dl = texts_to_loader(source.texts if isinstance(source, TextList) else list(source.texts()), self.tokenizer, self.vocab,
+        dl = texts_to_loader(source.texts if isinstance(source, ListSource) else list(source.texts()), self.tokenizer, self.vocab,
                              bs=bs or self.bs, backwards=self.backwards)
         dl.labels = labels
         return dl

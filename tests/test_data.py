@@ -9,7 +9,7 @@ import torch
 
 from fitlam.core import FitlamError
 from fitlam.data import LMLoader, ClasLoader, TextLMDataBunch, TextClasDataBunch, encode_labels
-from fitlam.tokenizer import DocIds
+from fitlam.corpus import DocIds
 from fitlam.testing import synth_corpus
 
 DATA = Path(os.environ.get('FITLAM_DATA', Path(__file__).resolve().parent.parent.parent/'shared'/'data'))

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 import fitlam.tokenizer as T
+import fitlam.workers as W
 from fitlam.core import FitlamError
-from fitlam.tokenizer import (Tokenizer, TextList, CSVSource, FileSource, LineSource, tokenize_corpus, fix_html, replace_rep,
-                              replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj, lowercase,
-                              replace_space, _tricky_texts)
-from fitlam.testing import synth_corpus
+from fitlam.corpus import ListSource, CSVSource, FileSource, LineSource, tokenize_corpus
+from fitlam.tokenizer import (Tokenizer, fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps,
+                              replace_maj, lowercase, replace_space)
+from fitlam.testing import synth_corpus, tricky_texts
 
 DATA = Path(os.environ.get('FITLAM_DATA', Path(__file__).resolve().parent.parent.parent/'shared'/'data'))
 IMDB = DATA/'imdb'/'train.csv'
@@ -35,7 +36,7 @@ def fastai_rules():
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_rules_give_fastais_text(seed):
-    texts = [fix_html(t) for t in _tricky_texts(2000, seed=seed)] + ['a a a b', 'x  y', 'Oh oh oh. no no no', 'aaa bbb']
+    texts = [fix_html(t) for t in tricky_texts(2000, seed=seed)] + ['a a a b', 'x  y', 'Oh oh oh. no no no', 'aaa bbb']
     for ours, theirs in fastai_rules():
         assert [ours(t) for t in texts] == [theirs(t) for t in texts], ours.__name__
 
@@ -59,7 +60,7 @@ RULE_SETS = {
 def test_fast_path_is_the_plain_path_on_tricky_text(rules, seed):
     r = RULE_SETS[rules]
     tok = Tokenizer() if r is None else Tokenizer(rules=r[0], post_rules=r[1])
-    texts = _tricky_texts(1500, seed=seed)
+    texts = tricky_texts(1500, seed=seed)
     assert tok.tokenize(texts) == [tok.reference(t) for t in texts]
 
 
@@ -72,12 +73,12 @@ def test_fast_path_is_the_plain_path_on_imdb(imdb_texts):
 
 
 def test_small_cache_does_not_change_tokens():
-    texts = _tricky_texts(600, seed=5)
+    texts = tricky_texts(600, seed=5)
     assert Tokenizer(max_cache=100).tokenize(texts) == Tokenizer().tokenize(texts)
 
 
 def test_workers_give_the_parents_tokens(tmp_path):
-    texts = _tricky_texts(800, seed=6) + synth_corpus(800, seed=6).text.tolist()
+    texts = tricky_texts(800, seed=6) + synth_corpus(800, seed=6).text.tolist()
     local = tokenize_corpus(texts, cache_dir=tmp_path/'a', n_workers=0, chunk_chars=20_000)
     par = tokenize_corpus(texts, cache_dir=tmp_path/'b', n_workers=2, chunk_chars=20_000)
     assert [par.doc_tokens(i) for i in range(par.n_docs)] == [local.doc_tokens(i) for i in range(local.n_docs)]
@@ -91,7 +92,7 @@ def test_cache_hit_starts_no_worker(tmp_path, monkeypatch):
     first = tokenize_corpus(CSVSource(tmp_path/'c.csv'), cache_dir=tmp_path/'cache', n_workers=2, chunk_chars=30_000)
     assert not first.from_cache
     def no_workers(*a, **k): raise AssertionError('tokenized again')
-    monkeypatch.setattr(T, '_Workers', no_workers)
+    monkeypatch.setattr(W, '_Workers', no_workers)
     monkeypatch.setattr(T._Encoder, 'encode', no_workers)
     again = tokenize_corpus(CSVSource(tmp_path/'c.csv'), cache_dir=tmp_path/'cache', n_workers=2, chunk_chars=30_000)
     assert again.from_cache and again.path == first.path
@@ -112,7 +113,7 @@ def test_memory_does_not_grow_with_the_corpus(tmp_path):
     def on_chunk(ids, lens, itos):
         written[0] += 1
         worst[0] = max(worst[0], read[0] - written[0])
-    T._run(texts(), Tokenizer(), 2, on_chunk, progress=False)
+    W._run(texts(), Tokenizer(), 2, on_chunk, progress=False)
     assert written[0] == 60
     assert worst[0] <= 2 * 2 + 1, worst[0]
 
@@ -127,13 +128,13 @@ def test_a_bad_file_fails_cleanly(tmp_path):
         tokenize_corpus(FileSource(files), cache_dir=tmp_path/'cache', n_workers=2, chunk_chars=50)
     assert not any((tmp_path/'cache').iterdir())                 # no entry, no temporary folder
     children = subprocess.run(['ps', '--ppid', str(os.getpid()), '-o', 'cmd='], capture_output=True, text=True).stdout
-    assert '_worker_main' not in children and 'fitlam.tokenizer' not in children
+    assert '_worker_main' not in children and 'fitlam.workers' not in children
 
 
 def test_a_crashed_worker_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, '_WORKER_BOOT', 'import sys; sys.stderr.write("boom at start"); sys.exit(3)')
+    monkeypatch.setattr(W, '_WORKER_BOOT', 'import sys; sys.stderr.write("boom at start"); sys.exit(3)')
     with pytest.raises(RuntimeError, match='boom at start'):
-        T._run(iter([('texts', ['a'], 1), ('texts', ['b'], 1)]), Tokenizer(), 2, lambda *a: None, progress=False)
+        W._run(iter([('texts', ['a'], 1), ('texts', ['b'], 1)]), Tokenizer(), 2, lambda *a: None, progress=False)
 
 
 def test_line_source_streams_a_corpus(tmp_path):

@@ -45,7 +45,7 @@ def test_hand_edited_module_fails(project):
     mod.write_text(mod.read_text() + '\nHAND_EDIT = 1\n')
     r = check(project)
     assert r.returncode == 1
-    assert 'fitlam/vocab.py drifted from nbs/11_vocab.ipynb' in r.stdout
+    assert 'fitlam/vocab.py drifted from nbs/13_vocab.ipynb' in r.stdout
 
 
 def test_module_without_notebook_fails(project):

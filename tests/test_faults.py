@@ -159,6 +159,12 @@ def test_a_crafted_export_size_is_refused_before_allocating(clas, tmp_path):
     atomic_save(state, tmp_path/'evil.pt')
     t = time.perf_counter()
     with pytest.raises(FitlamError, match=r'evil.pt: the weights do not fit this TextClassifier'): load_learner(tmp_path/'evil.pt')
+    state['config']['n_hid'] = TINY_AWD['n_hid']; state['model']['lin_ftrs'] = [10**9]     # a head of 10^9 units
+    atomic_save(state, tmp_path/'evil.pt')
+    with pytest.raises(FitlamError, match=r'evil.pt: the weights do not fit'): load_learner(tmp_path/'evil.pt')
+    state['model']['lin_ftrs'] = 'many'
+    atomic_save(state, tmp_path/'evil.pt')
+    with pytest.raises(FitlamError, match=r'evil.pt: a damaged file'): load_learner(tmp_path/'evil.pt')
     assert time.perf_counter() - t < 30
 
 

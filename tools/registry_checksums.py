@@ -3,7 +3,7 @@
 
 The registry knows a whole-file SHA-256 only where one could be computed offline (TREC's `train_5500.label`, from the
 shared byte-for-byte copy). Run this where there is internet, check the values against the files' publishers where
-they publish any, and paste the SHA-256s into `REGISTRY` in `nbs/13_download.ipynb`:
+they publish any, and paste the SHA-256s into `REGISTRY` in `nbs/15_download.ipynb`:
 
     .venv/bin/python tools/registry_checksums.py                 # every registry file (about 700 MB)
     .venv/bin/python tools/registry_checksums.py trec6 wt103_fwd # some of them

@@ -99,7 +99,9 @@ def load_model(path, drop_mult: float = 1.) -> tuple[nn.Module, Vocab]:
 
 def build_checked(build, state: dict, where) -> nn.Module:
     "`build()`, once its sizes (built first on the `meta` device: no memory) are checked to fit `state`: a file's config cannot make it allocate what its weights do not hold."
-    with torch.device('meta'): shell = build()
+    try:
+        with torch.device('meta'): shell = build()
+    except (TypeError, ValueError, RuntimeError) as e: raise FitlamError(f'{where}: a damaged file: its model description does not build ({e})') from None
     check_state_fits(shell, state, where)
     return build()
 

@@ -1,6 +1,6 @@
 """How much of each task's text the pretrained LM's vocabulary covers (a diagnostic for the tutorials).
 
-    FITLAM_DATA=../shared/data python bench/vocab_coverage.py [path/to/lm.pth]
+    FITLAM_DATA=../shared/data python bench/diagnostics/vocab_coverage.py [path/to/lm.pth]
 
 Tokenizes the first 3,000 training texts of TREC-6, AG News (the local slice) and IMDb with fitlam's tokenizer and
 prints the share of tokens (and of distinct types) that are not in the vocabulary of the LM `tutorial_pretrain`
@@ -9,8 +9,6 @@ nothing from pretraining reaches them.
 """
 import sys
 from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
 import collections
 from fitlam.download import fitlam_home, get_dataset
 from fitlam.models.pretrained import read_checkpoint

@@ -6,12 +6,9 @@ bs 64, bptt 70): `lr_find(num_it=50)` with every training batch's end time-stamp
 first 6,000 paragraphs. Prints the gaps between batches, the whole-test estimate (what the notebook used before
 12-02), the batch-to-batch estimate from the tenth batch on, the median batch (what it uses now) and the fit's speed.
 
-    FITLAM_DATA=../shared/data python bench/lr_find_speed.py     # ~5 min on 2 cores; the tokenization is cached
+    FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py     # ~5 min on 2 cores; the tokenization is cached
 """
 import sys, time
-from pathlib import Path
-HERE = Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if Path(p or '.').resolve() != HERE]     # bench/tokenize.py must not shadow the standard library's
 
 import numpy as np
 from fitlam.callback import Callback

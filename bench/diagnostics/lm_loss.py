@@ -1,16 +1,12 @@
 """The LM's decoder + loss alone, forward and backward: logits then `lm_cross_entropy` (unfused) against the fused
 `decoder_cross_entropy` at several block sizes, for several vocab sizes. fitlam only (a diagnostic for the fused loss's block size).
 
-    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/lm_loss.py 10000,30000,60000
+    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/diagnostics/lm_loss.py 10000,30000,60000
 
 4,480 rows (bs 64 x bptt 70) of 400 features, the tied decoder (vocab x 400) with a bias, random ids; 2 threads; the best
 of 3 timed calls after one untimed. Prints seconds per forward + backward; the row count without a label is the default block.
 """
-import sys
-from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
-import time, torch
+import sys, time, torch
 torch.set_num_threads(2)
 from fitlam.models.awdlstm import DecoderInput, decoder_cross_entropy, decoder_linear, lm_cross_entropy
 

@@ -1,6 +1,6 @@
 """How separable are a saved IMDb encoder's concat-pooled features? A logistic regression on them (a diagnostic, valid only).
 
-    FITLAM_DATA=../shared/data python bench/imdb_feature_probe.py
+    FITLAM_DATA=../shared/data python bench/diagnostics/imdb_feature_probe.py
 
 Reads the general-domain and the IMDb-fine-tuned encoders that `nbs/tutorial_imdb.ipynb` saves (quick preset), encodes
 100 and 1,000 balanced training reviews (seed 42) and 1,000 validation reviews (500 per class) in eval mode, and fits an
@@ -8,10 +8,6 @@ L2-regularised logistic regression (LBFGS, standardised features) on the trainin
 prints the validation error of each. If a linear model on frozen features does no better than the fine-tuned
 classifier, the features (the LM), not the classifier's training, set the error.
 """
-import sys
-from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
 import time, torch, pandas as pd
 from fitlam.download import fitlam_home, get_dataset
 from fitlam.data import TextClasDataBunch

@@ -22,74 +22,18 @@ fitlam.core) is included, as fastai's imports are on its side.
 
 Then fitlam alone on imdb/unsup_0.csv + unsup_1.csv (49,730 reviews), cold.
 
-    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/tokenize.py            # ~6 min on 2 cores
-    .venv/bin/python bench/tokenize.py --repeats 1 --no-unsup                   # a quick look
+    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/tokenize_speed.py      # ~6 min on 2 cores
+    .venv/bin/python bench/tokenize_speed.py --repeats 1 --no-unsup             # a quick look
 """
 from __future__ import annotations
-import os, sys
-# This file is named like the standard library's `tokenize`, which Python imports from the script's folder
-# first: take bench/ off the path before anything imports it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
-import argparse, hashlib, json, os, platform, shutil, statistics, subprocess, sys, tempfile, threading, time
+import argparse, hashlib, json, os, platform, shutil, statistics, subprocess, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT/'bench'/'out'
+from _common import OUT, PEER_PYTHON, PeakMem, command, data_dir, loadavg, print_block, require_peer_python, write_json
 
 
-def loadavg() -> list[str]:
-    with open('/proc/loadavg') as f: return f.read().split()[:3]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get('FITLAM_DATA', ROOT.parent/'shared'/'data'))
-
-
-# 1. Memory: sum RSS and PSS over a process tree, sampled.
-def _children() -> dict[int, list[int]]:
-    kids = {}
-    for p in os.listdir('/proc'):
-        if not p.isdigit(): continue
-        try:
-            with open(f'/proc/{p}/stat') as f: ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-            kids.setdefault(ppid, []).append(int(p))
-        except (OSError, IndexError, ValueError): pass
-    return kids
-
-def _tree_mem(root: int) -> tuple[int, int, int]:
-    "(RSS, PSS) in kB summed over `root` and its descendants, and the number of processes."
-    kids, todo, rss, pss, n = _children(), [root], 0, 0, 0
-    while todo:
-        p = todo.pop(); todo += kids.get(p, [])
-        try:
-            with open(f'/proc/{p}/smaps_rollup') as f:
-                for line in f:
-                    k, v = line.split(':', 1)
-                    if k == 'Rss': rss += int(v.split()[0])
-                    elif k == 'Pss': pss += int(v.split()[0])
-            n += 1
-        except OSError: pass
-    return rss, pss, n
-
-class PeakMem:
-    "Sample the memory of the process tree under `pid` every `every` s while the block runs."
-    def __init__(self, pid: int | None = None, every: float = 0.02): self.pid, self.every = pid or os.getpid(), every
-    def __enter__(self):
-        self.rss = self.pss = self.procs = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True); self._t.start()
-        return self
-    def _loop(self):
-        while not self._stop.is_set():
-            rss, pss, n = _tree_mem(self.pid)
-            self.rss, self.pss, self.procs = max(self.rss, rss), max(self.pss, pss), max(self.procs, n)
-            time.sleep(self.every)
-    def __exit__(self, *exc):
-        self._stop.set(); self._t.join()
-    def mb(self) -> dict: return dict(peak_rss_mb=round(self.rss / 1024), peak_pss_mb=round(self.pss / 1024), max_processes=self.procs)
-
-
+# 1. Memory: `_common.PeakMem` samples the process tree's summed RSS and PSS every 20 ms. The token hash:
 def token_hash(docs) -> str:
     "A hash of a list of token lists (the same on both sides when the tokens are the same)."
     h = hashlib.sha1()
@@ -162,7 +106,7 @@ def run_fitlam(sources: list, repeats: int, n_workers: int, check_hash: bool) ->
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--csv', default=None, help='default: $FITLAM_DATA (or ../shared/data)/imdb/train.csv')
-    p.add_argument('--peer-python', default='/tmp/fitlam-peer-venv/bin/python')
+    p.add_argument('--peer-python', default=PEER_PYTHON)
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--no-unsup', action='store_true', help='skip the timing on imdb/unsup_*.csv')
@@ -170,7 +114,7 @@ def main():
     args = p.parse_args()
     csv = Path(args.csv) if args.csv else data_dir()/'imdb'/'train.csv'
     if not csv.exists(): raise SystemExit(f'{csv}: not found (set FITLAM_DATA or pass --csv); the benchmark needs the IMDb data')
-    if not Path(args.peer_python).exists(): raise SystemExit(f'{args.peer_python}: no such python (run ../shared/peer/setup.sh)')
+    require_peer_python(args.peer_python)
     load0, started = loadavg(), datetime.now(timezone.utc)
     from fitlam.tokenizer import CSVSource
     from importlib.metadata import version
@@ -195,11 +139,10 @@ def main():
     info = dict(started=started.isoformat(timespec='seconds'), machine=platform.node(), cpus=os.cpu_count(),
                 python=platform.python_version(), fitlam=fitlam.__version__, spacy=version('spacy'), torch=version('torch'),
                 fastai=fa['fastai'], csv=str(csv), repeats=args.repeats, n_workers=args.workers,
-                loadavg_start=load0, loadavg_end=loadavg(), command=' '.join([Path(sys.executable).name] + sys.argv))
+                loadavg_start=load0, loadavg_end=loadavg(), command=command())
     result = dict(info=info, fitlam=fl, fastai=fa, unsup=unsup, identical_tokens=same, speedup=speed,
                   rss_ratio=fl['peak_rss_mb'] / fa['peak_rss_mb'], pss_ratio=fl['peak_pss_mb'] / fa['peak_pss_mb'])
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
 
     tps = lambda r: f"{r['n_tokens'] / r['median_s'] / 1e3:,.0f}k"
     lines = [f"IMDb train.csv, {fl['n_docs']:,} reviews, {fl['n_tokens']:,} tokens, {args.workers} workers, "
@@ -216,8 +159,7 @@ def main():
         lines += ['', f"fitlam on imdb/unsup_0.csv + unsup_1.csv ({unsup['n_docs']:,} reviews, {unsup['n_tokens']:,} tokens), cold: "
                       f"{unsup['median_s']:.1f} s ({tps(unsup)} tokens/s), peak RSS {unsup['peak_rss_mb']:,} MB, "
                       f"PSS {unsup['peak_pss_mb']:,} MB; cache hit {unsup['cache_hit_s']:.2f} s."]
-    print('\n' + '\n'.join(lines))
-    print(f"\nJSON: {args.json}")
+    print_block(lines, args.json)
 
 
 if __name__ == '__main__':

@@ -1,15 +1,11 @@
 """Where a fitlam LM training batch spends its time: torch.profiler over 3 batches (after 4 untimed), ops by self CPU time.
 
-    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/lm_profile.py 400,1152,3
+    flock -x /tmp/fitlam-cpu.lock .venv/bin/python bench/diagnostics/lm_profile.py 400,1152,3
 
 fitlam only (a diagnostic for bench/lm_train.py): `language_model_learner(data, config).fit_one_cycle(1, 2e-3, moms=(0.8, 0.7, 0.8))`
 on random ids over a 10k vocab, bs 64, bptt 70 (fixed), 2 threads. Prints each batch's seconds and the op table.
 """
-import sys
-from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
-import time, numpy as np, torch
+import sys, time, numpy as np, torch
 torch.set_num_threads(2)
 from torch.profiler import profile, schedule, ProfilerActivity
 from fitlam.callback import Callback

@@ -1,7 +1,7 @@
 """TREC-6 (or AG News) validation error of classifiers trained with several settings on one fine-tuned encoder (a diagnostic: it tunes on valid only).
 
-    FITLAM_DATA=../shared/data python bench/trec_clas_sweep.py ~/.fitlam/tutorials/trec6/quick/encoder.pth '[{}, {"seed": 1}, {"drop_mult": 1.0}]'
-    FITLAM_DATA=../shared/data python bench/trec_clas_sweep.py ~/.fitlam/tutorials/ag_news/quick/encoder.pth '[{"seed": 1}]' ag_news
+    FITLAM_DATA=../shared/data python bench/diagnostics/trec_clas_sweep.py ~/.fitlam/tutorials/trec6/quick/encoder.pth '[{}, {"seed": 1}, {"drop_mult": 1.0}]'
+    FITLAM_DATA=../shared/data python bench/diagnostics/trec_clas_sweep.py ~/.fitlam/tutorials/ag_news/quick/encoder.pth '[{"seed": 1}]' ag_news
 
 The encoder is the one `nbs/tutorial_trec6.ipynb` (or `tutorial_ag_news`) saves; each setting overrides the quick
 preset's classifier (drop_mult 0.5, LR 1e-2, bs 64, seed 42; 2 epochs per unfreezing stage and 12 final epochs for
@@ -9,8 +9,6 @@ TREC-6, 1 and 4 for AG News). Prints one line per setting.
 """
 import sys
 from pathlib import Path
-if sys.path and Path(sys.path[0] or '.').resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)           # bench/ holds scripts named like stdlib modules (tokenize.py): keep them off the path
 import time, json, torch
 from fitlam.core import set_seed
 from fitlam.download import get_dataset
