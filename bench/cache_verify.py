@@ -22,8 +22,8 @@ from _common import OUT, data_dir, write_json
 CHILD = '''
 import sys, time
 t0 = time.perf_counter()
-from fitlam import tokenizer as T
-from fitlam.tokenizer import CSVSource, IterSource, TokenizedCorpus, tokenize_corpus
+from fitlam import corpus as T
+from fitlam.corpus import CSVSource, IterSource, TokenizedCorpus, tokenize_corpus
 files, cache, mode = sys.argv[1].split(','), sys.argv[2], sys.argv[3]
 def source():
     parts = [CSVSource(f) for f in files]

@@ -145,7 +145,7 @@ class FitlamTrainer:
         from fitlam.data import TextLMDataBunch
         from fitlam.models.awdlstm import AWDLSTMConfig
         from fitlam.text_learner import language_model_learner
-        from fitlam.tokenizer import DocIds, Tokenizer
+        from fitlam.corpus import DocIds; from fitlam.tokenizer import Tokenizer
         self.torch, self.a = torch, a
         set_seed(a.seed)
         n_needed = (a.batches + a.warmup) * a.bs * a.bptt + a.bs * (a.bptt + 2) + 1

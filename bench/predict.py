@@ -216,7 +216,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix='fitlam-predict-bench-'))
     try:
         # the shared vocab: fitlam's, from the training reviews (not timed)
-        from fitlam.tokenizer import tokenize_corpus
+        from fitlam.corpus import tokenize_corpus
         from fitlam.vocab import Vocab
         train = read_texts(str(data/'train.csv'), args.vocab_docs)   # all by default
         print(f'vocab from {len(train):,} training reviews ...', flush=True)

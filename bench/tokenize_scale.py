@@ -2,7 +2,7 @@
 """Tokenization at scale (issue 8): does fitlam's memory stay flat as the corpus grows? 2M vs 20M tokens.
 
 A synthetic English-like corpus is generated on the fly, never whole in memory, and fed to
-`fitlam.tokenizer.tokenize_corpus(IterSource(...), n_workers=2)` (a cold cache folder each time), once per size,
+`fitlam.corpus.tokenize_corpus(IterSource(...), n_workers=2)` (a cold cache folder each time), once per size,
 each size in a fresh subprocess of this script. The child reports:
 
 - wall time of `tokenize_corpus` (generating the text included: the generator runs in the parent's main thread,
@@ -92,7 +92,7 @@ def synthetic_texts(n_words: int, seed: int = 0, zipf_a: float = 2.2, zipf_scale
 
 def synthetic_source(n_words: int, seed: int = 0):
     "The corpus as a fitlam streaming source (generated anew at each pass)."
-    from fitlam.tokenizer import IterSource
+    from fitlam.corpus import IterSource
     return IterSource(lambda: synthetic_texts(n_words, seed), fingerprint=f'{GEN_VERSION} seed={seed} n_words={n_words}',
                       name=f'synthetic {n_words:,} words', n_chars=7 * n_words)
 
@@ -105,8 +105,9 @@ def _vm_hwm_kb() -> int:
 
 def child(n_words: int, seed: int, n_workers: int, max_cache: int | None) -> dict:
     t_start = time.perf_counter()
-    from fitlam.tokenizer import Tokenizer, tokenize_corpus
-    import fitlam.tokenizer as ft
+    from fitlam.tokenizer import Tokenizer
+    from fitlam.corpus import tokenize_corpus
+    import fitlam.corpus as ft
     hwm_imports = _vm_hwm_kb()
     gen_time = [0.]
     def timed_texts():           # the generator's own time, accumulated between the chunks it hands over

@@ -76,7 +76,7 @@ def run_fastai(python: str, csv: Path, repeats: int, n_workers: int) -> dict:
 
 # 3. fitlam, in this process.
 def run_fitlam(sources: list, repeats: int, n_workers: int, check_hash: bool) -> dict:
-    from fitlam.tokenizer import tokenize_corpus
+    from fitlam.corpus import tokenize_corpus
     times, hit_times, mem_all = [], [], []
     for r in range(repeats):
         cache = Path(tempfile.mkdtemp(prefix='fitlam-bench-'))
@@ -116,7 +116,7 @@ def main():
     if not csv.exists(): raise SystemExit(f'{csv}: not found (set FITLAM_DATA or pass --csv); the benchmark needs the IMDb data')
     require_peer_python(args.peer_python)
     load0, started = loadavg(), datetime.now(timezone.utc)
-    from fitlam.tokenizer import CSVSource
+    from fitlam.corpus import CSVSource
     from importlib.metadata import version
     import fitlam
 

@@ -13,7 +13,8 @@ from fitlam.core import set_seed
 from fitlam.data import TextLMDataBunch
 from fitlam.models.awdlstm import AWDLSTMConfig
 from fitlam.text_learner import language_model_learner
-from fitlam.tokenizer import DocIds, Tokenizer
+from fitlam.corpus import DocIds
+from fitlam.tokenizer import Tokenizer
 from fitlam.vocab import Vocab
 emb, hid, nl = map(int, (sys.argv[1] if len(sys.argv) > 1 else '400,1152,3').split(','))
 set_seed(0)
