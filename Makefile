@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# 1. notebooks and modules must not drift; 2. the notebooks' own tests; 3. pytest, last.
+# 1. notebooks and modules must not drift, nor grow past the house's sizes; 2. the notebooks' own tests; 3. pytest, last.
 test: install
 	$(BIN)/python tools/check_export.py
 	$(BIN)/python tools/make_readme.py --check
+	$(BIN)/python tools/sizes.py
 	$(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest tests/ -q
 

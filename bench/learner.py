@@ -58,7 +58,7 @@ def worker(impl, epochs):
             epoch_times.append(time.perf_counter() - t)
     elif impl == 'fitlam':
         from fitlam.callback import Callback
-        from fitlam.learner import Learner, adam
+        from fitlam.learner import Learner; from fitlam.optimizer import adam
         class Data: train_dl, valid_dl = Loader(train), Loader(valid)
         class Timer(Callback):
             def before_epoch(self): self.t = time.perf_counter()
@@ -78,7 +78,7 @@ def worker(impl, epochs):
         ps = [torch.nn.Parameter(torch.randn(s)) for s in SHAPES]
         for p in ps: p.grad = torch.randn_like(p)
         if impl == 'fitlam':
-            from fitlam.learner import adam
+            from fitlam.optimizer import adam
             opt = adam([dict(params=ps, weight_decay=0.01)], lr=1e-3)
         else:
             from fastai.basics import Adam

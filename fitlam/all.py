@@ -19,8 +19,10 @@ from .models.pretrained import *
 from .callback import *
 from .metrics import *
 from .schedule import *
+from .optimizer import *
+from .checkpoint import *
 from .learner import *
-from .callbacks import *
+from .training import *
 from .text_learner import *
 from .interpret import *
 from .distributed import *

@@ -4,17 +4,17 @@
 
 # %% ../nbs/30_callback.ipynb #22586987
 from __future__ import annotations
-import re
+import re, time
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .core import FitlamError
+from .core import FitlamError, trim_heap
 
 # %% auto #0
 __all__ = ['EVENTS', 'CancelBatchException', 'CancelTrainException', 'CancelValidateException', 'CancelEpochException',
-           'CancelFitException', 'Callback', 'get_hyper', 'set_hyper', 'TrainingDiverged', 'TerminateOnNaN']
+           'CancelFitException', 'Callback', 'get_hyper', 'set_hyper', 'TrainingDiverged', 'TerminateOnNaN', 'TrimHeap']
 
 # %% ../nbs/30_callback.ipynb #33072e7c
 EVENTS = ['before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
@@ -125,3 +125,11 @@ class TerminateOnNaN(Callback):
             f'{"nan" if what == "loss" and bool(torch.isnan(learn.loss).any()) else "infinite or nan"} (learning rate {lrs[-1]:.3g} '
             f'for the top layer group). The fit stopped before that batch\'s step, so the model keeps the weights of the last '
             f'finite step. Train again with a lower learning rate (learn.lr_find() suggests one)')
+
+# %% ../nbs/30_callback.ipynb #cfa64baa
+class TrimHeap(Callback):
+    "Hand glibc's free heap memory back to the OS after a batch, at most every `every_s` seconds."
+    order = 200
+    def __init__(self, every_s: float = 1.): self.every_s, self.last = every_s, time.monotonic()
+    def after_batch(self):
+        if time.monotonic() - self.last >= self.every_s: trim_heap(); self.last = time.monotonic()

@@ -340,7 +340,6 @@ class DistributedTrainer(Callback):
         self.sync_bns = [m for m in self.inner.modules() if isinstance(m, SyncBatchNorm)]
         self.active = True
         self._wrap()
-        if self.rank != 0: learn._checkpoint = None      # only rank 0 writes the fit's checkpoints; every rank reads `resume`
 
     def _grad_signature(self) -> tuple[bool, ...]: return tuple(p.requires_grad for p in self.inner.parameters())
 

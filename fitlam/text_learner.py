@@ -24,9 +24,11 @@ from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_
 from .models.classifier import TextClassifier
 from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, read_fastai_itos,
                                       save_encoder, save_model)
-from .learner import Learner, load_file, resolve_lrs, ulmfit_adam
+from .learner import Learner
+from .optimizer import resolve_lrs, ulmfit_adam
+from .checkpoint import load_file, run_stages
 from .metrics import Accuracy, AccuracyMulti, Perplexity
-from .callbacks import GradientClip, RNNRegularizer
+from .training import GradientClip, RNNRegularizer
 
 # %% auto #0
 __all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'texts_to_loader',
@@ -176,23 +178,23 @@ class LMLearner(TextLearner):
     def fine_tune(self, epochs: int = 1, lr: float = ULMFIT_LM_LR, lr_factor: float = ULMFIT_LR_FACTOR, freeze_epochs: int = 0,
                   freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
                   checkpoint=None, resume=None) -> pd.DataFrame:
-        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only; `checkpoint`/`resume` as in `Learner.run_stages`."
+        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')
-        stlr = dict(cut_frac=cut_frac, ratio=ratio, cbs=cbs)
+        stlr = dict(cut_frac=cut_frac, ratio=ratio)
         lr0 = freeze_lr if freeze_lr is not None else 10 * (float(lr[-1]) if np.ndim(lr) else lr)   # a list: 10x its top group's
         lrs = resolve_lrs(lr, len(self.layer_groups), lr_factor if np.ndim(lr) == 0 else None)     # a list: one LR per group, as given
-        def frozen(**ck):
+        def frozen(checkpoint_cb):
             self.freeze()
             if verbose: print(f'LM fine-tuning, frozen: layer group {len(self.layer_groups) - 1} (embedding + decoder) '
                               f'for {freeze_epochs} epoch(s), lr {lr0:.3g}')
-            self.fit_stlr(freeze_epochs, lr=lr0, **stlr, **ck)
-        def all_layers(**ck):
+            self.fit_stlr(freeze_epochs, lr=lr0, cbs=[*listify(cbs), checkpoint_cb], **stlr)
+        def all_layers(checkpoint_cb):
             self.unfreeze()
             if verbose: print(f'LM fine-tuning: all {len(lrs)} layer groups for {epochs} epoch(s), lrs {[float(f"{v:.3g}") for v in lrs]}')
-            self.fit_stlr(epochs, lr=lrs, **stlr, **ck)
+            self.fit_stlr(epochs, lr=lrs, cbs=[*listify(cbs), checkpoint_cb], **stlr)
         plan = dict(recipe='lm_fine_tuning', epochs=epochs, lrs=[float(v) for v in lrs], freeze_epochs=freeze_epochs, freeze_lr=float(lr0),
                     cut_frac=cut_frac, ratio=ratio)
-        return self.run_stages(([('frozen', frozen)] if freeze_epochs else []) + [('all', all_layers)], plan, checkpoint, resume, verbose)
+        return run_stages(self, ([('frozen', frozen)] if freeze_epochs else []) + [('all', all_layers)], plan, checkpoint, resume, verbose)
 
     def save_lm(self, name) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
@@ -270,7 +272,7 @@ class ClassifierLearner(TextLearner):
     def fine_tune(self, epochs: int | Sequence[int] = 1, final_epochs: int | None = None, lr: float | Sequence[float] = ULMFIT_CLAS_LR,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, cut_frac: float = 0.1,
                   ratio: float = 32., cbs=None, verbose: bool = True, checkpoint=None, resume=None) -> pd.DataFrame:
-        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR; `checkpoint`/`resume` as in `Learner.run_stages`."
+        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')    # before the freezing
         return super().fine_tune(epochs, final_epochs=final_epochs, lr=lr, lr_factor=lr_factor, stages=stages, cbs=cbs,
                                  verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac, ratio=ratio)

@@ -12,10 +12,11 @@ from torch import nn
 
 from fitlam.core import FitlamError
 from fitlam.callback import Callback, CancelFitException
-from fitlam.callbacks import RNNRegularizer
+from fitlam.training import RNNRegularizer
 from fitlam.data import TextClasDataBunch, TextLMDataBunch
 from fitlam.distributed import DistributedTrainer, distributed, launch, main_first, rank
-from fitlam.learner import Learner, sgd
+from fitlam.learner import Learner
+from fitlam.optimizer import sgd
 from fitlam.metrics import AccumMetric, Accuracy, F1Macro, Perplexity
 from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
 from fitlam.models.classifier import get_text_classifier

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from fitlam.core import FitlamError
 from fitlam.callback import Callback, CancelBatchException, CancelFitException
-from fitlam.callbacks import EarlyStopping, GradientClip, RNNRegularizer
-from fitlam.learner import Learner, discriminative_lrs, ulmfit_adam
+from fitlam.training import EarlyStopping, GradientClip, RNNRegularizer
+from fitlam.learner import Learner
+from fitlam.optimizer import discriminative_lrs, ulmfit_adam
 from fitlam.metrics import Accuracy, F1Macro
 from fitlam.schedule import GradualUnfreezing, one_cycle_curve, stlr_curve
 from fitlam.testing import TinyNet, synth_regression
@@ -184,7 +185,7 @@ def test_lr_find_restores_everything():
 RESUME_SCRIPT = textwrap.dedent('''
     import os, signal, sys, torch, torch.nn.functional as F
     from fitlam.callback import Callback
-    from fitlam.callbacks import EarlyStopping
+    from fitlam.training import EarlyStopping
     from fitlam.learner import Learner
     from fitlam.testing import TinyNet, synth_regression
     mode, ckpt, out = sys.argv[1:4]

@@ -423,5 +423,5 @@ def decoder_cross_entropy(pred: DecoderInput, yb: Tensor, block: int | None = No
     _check_block('decoder_cross_entropy', block)
     x = pred.hidden.reshape(-1, pred.hidden.shape[-1]).contiguous()
     if not _onednn_ok(x, pred.weight, pred.bias): return lm_cross_entropy(pred.logits(), yb, block)
-    rows = block if block is not None else max(256, (1 << 22) // pred.weight.shape[0])   # ~16 MB of logits, >= 256 rows (`bench/lm_loss.py`)
+    rows = block if block is not None else max(256, (1 << 22) // pred.weight.shape[0])   # ~16 MB of logits, >= 256 rows (`bench/diagnostics/lm_loss.py`)
     return _DecoderCrossEntropy.apply(x, pred.weight, pred.bias, yb.reshape(-1), rows, torch.is_grad_enabled())
