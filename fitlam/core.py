@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #94b6d4b2
 from __future__ import annotations
-import os, random, shutil, tempfile, time, zipfile, zlib
+import os, random, shutil, tempfile, time, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_csvio.ipynb #9387bea3
 from __future__ import annotations
-import codecs, csv, sys
+import codecs, csv
 from pathlib import Path
 from typing import Iterator, Sequence
 

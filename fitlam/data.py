@@ -15,7 +15,7 @@ import torch
 
 from .core import FitlamError
 from .tokenizer import Tokenizer, join_fields
-from .corpus import (DocIds, TokenizedCorpus, ListSource, CSVSource, FileSource, LineSource, as_source,
+from .corpus import (DocIds, TokenizedCorpus, ListSource, CSVSource, FileSource, as_source,
                            tokenize_corpus)
 from .csvio import check_columns, csv_header, read_csv
 from .vocab import Vocab

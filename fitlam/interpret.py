@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .core import PAD, FitlamError
+from .core import FitlamError
 from .data import ClasLoader
 from .metrics import figure_axes
 from .text_learner import ClassifierLearner, detokenize, texts_to_loader

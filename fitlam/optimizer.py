@@ -5,7 +5,7 @@
 # %% ../nbs/33_optimizer.ipynb #5b608e90
 from __future__ import annotations
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch

@@ -4,7 +4,6 @@
 
 # %% ../nbs/40_text_learner.ipynb #1d18d311
 from __future__ import annotations
-import math, re
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -22,8 +21,8 @@ from .vocab import Vocab
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _bad_rows, _df_texts, _labels, _new_docs, _label_names
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
 from .models.classifier import TextClassifier
-from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, read_fastai_itos,
-                                      save_encoder, save_model)
+from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder,
+                                      save_model)
 from .learner import Learner
 from .optimizer import resolve_lrs, ulmfit_adam
 from .checkpoint import load_file, run_stages

@@ -36,7 +36,7 @@ class _Pools:
 
     def add(self, out: Tensor, kept: Tensor, last_rows: slice, last_pos: Tensor):
         "Fold in `out` (n, cl, emb) with `kept` (n, cl) the real kept tokens, and the last outputs of rows `last_rows` at `last_pos`."
-        n, pad = out.size(0), self.bs - out.size(0)
+        pad = self.bs - out.size(0)
         m = kept.unsqueeze(2)
         mx = out.masked_fill(~m, float('-inf')).amax(1)                                      # (n, emb)
         self.maxes.append(torch.cat([mx, mx.new_full((pad, mx.size(1)), float('-inf'))]) if pad else mx)
