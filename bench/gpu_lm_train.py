@@ -11,7 +11,7 @@ no variable BPTT, so every side gets the same batch shapes), in fp32 and in bf16
 - cudnn-ref: embedding -> one `nn.LSTM` (cuDNN, flattened weights) per layer -> tied decoder, `F.cross_entropy`, fused
   AdamW; no dropout, weight drop or AR/TAR: the speed an LM of these sizes can reach on this GPU with stock PyTorch;
 - fitlam-lean-ce (`--ablate-loss`): the same learner with the CPU's lean loss forced, `lm_cross_entropy(block=64)`
-  (the default on a GPU before 2026-11-24: many small kernels per batch);
+  (many small kernels per batch);
 - fastai (optional, `--fastai-path DIR` holding fastai 2.8 and fastcore 2; put before fitlam's own packages):
   `language_model_learner(dls, AWD_LSTM, config, pretrained=False)` over `LMDataLoader`s of the same token ids,
   `to_bf16()` for bf16; run in a subprocess (fastai needs fastcore 2, fitlam fastcore 1).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Prediction speed (issue 6): fitlam vs fastai 2.8.12, in one run. Raw text in, class probabilities out.
+"""Prediction speed: fitlam vs fastai 2.8.12, in one run. Raw text in, class probabilities out.
 
 Both sides get the same classifier: an AWD-LSTM text classifier of the same size (--config; default `small` =
 emb 400 / hid 1152 / 3 layers, fastai's `awd_lstm_clas_config`), BPT3C with the same bptt (72) and max_len (1440,

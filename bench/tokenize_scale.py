@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Tokenization at scale (issue 8): does fitlam's memory stay flat as the corpus grows? 2M vs 20M tokens.
+"""Tokenization at scale: does fitlam's memory stay flat as the corpus grows? 2M vs 20M tokens.
 
 A synthetic English-like corpus is generated on the fly, never whole in memory, and fed to
 `fitlam.corpus.tokenize_corpus(IterSource(...), n_workers=2)` (a cold cache folder each time), once per size,

@@ -1,5 +1,5 @@
 "Cross-module tests of fitlam.models: training on synthetic data, the LM -> classifier transfer, checkpoints, real data."
-import csv, math, os, random
+import csv, math, os, random, subprocess, textwrap
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,8 @@ from fitlam.testing import TINY_AWD, synth_corpus
 from fitlam.vocab import Vocab
 from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
 from fitlam.models.classifier import get_text_classifier
-from fitlam.models.pretrained import load_encoder, load_model, load_pretrained, read_checkpoint, save_encoder, save_model
+from fitlam.models.pretrained import (load_encoder, load_fastai_lm, load_model, load_pretrained, read_checkpoint, read_fastai_itos,
+                                      save_encoder, save_model)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get('FITLAM_DATA') or ROOT.parent/'shared'/'data')
@@ -205,3 +206,35 @@ def test_bpt3c_classifier_learns_trec6_from_scratch():
     acc = (preds == yva).float().mean().item()
     majority = max((yva == c).float().mean().item() for c in range(len(classes)))
     assert acc > majority + 0.3, (acc, majority)
+
+
+PEER = Path(os.environ.get('FITLAM_PEER_PYTHON', '/tmp/fitlam-peer-venv/bin/python'))
+PEER_LM = textwrap.dedent('''
+    import pickle, sys, torch
+    from fastai.text.all import AWD_LSTM, awd_lstm_lm_config, get_language_model
+    out = sys.argv[1]
+    torch.manual_seed(0)
+    itos = ['xxunk', 'xxpad', 'xxbos', 'xxeos'] + [f'w{i}' for i in range(46)]
+    model = get_language_model(AWD_LSTM, len(itos), config={**awd_lstm_lm_config, 'emb_sz': 16, 'n_hid': 24, 'n_layers': 2})
+    with torch.no_grad():                       # a trained-looking model: nothing left at its initial values
+        for p in model.parameters(): p.add_(0.1 * torch.randn_like(p))
+    model.eval(); model.reset()
+    xb = torch.randint(0, len(itos), (3, 17))
+    with torch.no_grad(): logits = model(xb)[0]
+    torch.save(model.state_dict(), out + '/lstm.pth')
+    pickle.dump(itos, open(out + '/itos.pkl', 'wb'))
+    torch.save(dict(xb=xb, logits=logits), out + '/io.pt')
+''')
+
+
+@pytest.mark.skipif(not PEER.exists(), reason=f'fastai (the peer) is not installed at {PEER} (../shared/peer/setup.sh makes it)')
+def test_fastai_weights_give_fastais_logits(tmp_path):
+    "An AWD-LSTM LM made and run by fastai 2.8, loaded by fitlam from fastai's files, gives fastai's logits."
+    r = subprocess.run([str(PEER), '-c', PEER_LM, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    io = torch.load(tmp_path/'io.pt', weights_only=True)
+    itos = read_fastai_itos(tmp_path/'itos.pkl')
+    lm = load_fastai_lm(tmp_path/'lstm.pth', itos, itos).eval()
+    lm.reset()
+    with torch.no_grad(): logits = lm(io['xb'])
+    assert torch.allclose(logits, io['logits'], atol=1e-6), (logits - io['logits']).abs().max()

@@ -3,8 +3,8 @@
 
 The quick pretraining setup (all of `$FITLAM_DATA/gutenberg`, WikiText-2 valid, 10k vocab, 200/512/2 AWD-LSTM,
 bs 64, bptt 70): `lr_find(num_it=50)` with every training batch's end time-stamped, then `fit_one_cycle` on the
-first 6,000 paragraphs. Prints the gaps between batches, the whole-test estimate (what the notebook used before
-12-02), the batch-to-batch estimate from the tenth batch on, the median batch (what it uses now) and the fit's speed.
+first 6,000 paragraphs. Prints the gaps between batches, the whole-test estimate, the batch-to-batch estimate from the tenth batch on, the median batch (what the notebook
+uses) and the fit's speed.
 
     FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py     # ~5 min on 2 cores; the tokenization is cached
 """
