@@ -15,13 +15,13 @@ import torch
 from . import __version__
 from .core import FitlamError, atomic_write, num_threads, set_seed
 from .vocab import Vocab
-from .download import Corpus, download, get_corpus, get_dataset, fitlam_data
+from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
 from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
-                                 pretrain_lm, text_classifier_learner, _checkpoint_file)
+                                 pretrain_lm, text_classifier_learner, ulmfit, _checkpoint_file)
 from .interpret import ClassificationInterpretation
 
 # %% auto #0
@@ -93,9 +93,7 @@ def cmd_finetune_lm(args) -> dict:
     t0, out = time.perf_counter(), _check_out(args.out)
     texts = [t for f in args.train + (args.unsup or []) for t in _read_csv(f, [args.text_col], args.encoding)[args.text_col]]
     pretrained = _checkpoint_file(args.pretrained, args.out) if args.pretrained else None   # a path, or a name under --out/models
-    if args.wt103:
-        folder = download('wt103_bwd' if args.backwards else 'wt103_fwd')
-        pretrained = (next(folder.glob('*.pth')), next(folder.glob('*.pkl')))
+    if args.wt103: pretrained = fastai_wt103(args.backwards)
     set_seed(args.seed)
     data = TextLMDataBunch.from_texts(texts, bs=args.bs, bptt=args.bptt, backwards=args.backwards, seed=args.seed,
                                       max_vocab=args.max_vocab, min_freq=args.min_freq, progress=not args.quiet,
@@ -165,8 +163,7 @@ def cmd_demo(args) -> dict:
     corpus = args.corpus or (['gutenberg'] if (fitlam_data() and (fitlam_data()/'gutenberg').is_dir()) else None)
     t = time.perf_counter()
     if args.wt103:
-        folder = download('wt103_fwd')
-        pretrained, source = (next(folder.glob('*.pth')), next(folder.glob('*.pkl'))), "fastai's WikiText-103 LM"
+        pretrained, source = fastai_wt103(), "fastai's WikiText-103 LM"
         config = None
     elif corpus:
         limit = f'the first {args.pretrain_words:,} words of ' if args.pretrain_words else ''
@@ -181,24 +178,12 @@ def cmd_demo(args) -> dict:
         pretrained, source = None, 'nothing (no corpus: pass --corpus, set FITLAM_DATA, or --wt103)'
         print('stage 1: skipped, no pretraining corpus; the LM starts from scratch')
     timings['pretrain_s'] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    set_seed(args.seed)
-    lm_data = TextLMDataBunch.from_texts(list(train.text) + list(valid.text), bs=args.bs, bptt=args.bptt, seed=args.seed,
-                                         max_vocab=args.max_vocab, progress=not args.quiet,
-                                         pretrained_vocab=None if args.task_vocab_only else pretrained)
-    lm = language_model_learner(lm_data, config=None if pretrained else config, pretrained=pretrained, drop_mult=args.lm_drop_mult,
-                                path=out, progress=not args.quiet)
-    print('stage 2: fine-tuning the LM on the TREC-6 questions')
-    lm.fine_tune(args.lm_epochs, lr=args.lm_lr)
-    enc = lm.save_encoder(out/'encoder.pth')
-    timings['finetune_lm_s'] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    set_seed(args.seed)
-    data = TextClasDataBunch.from_df(train, valid_df=valid, vocab=lm_data.vocab, bs=args.bs, seed=args.seed, progress=not args.quiet)
-    clas = text_classifier_learner(data, encoder=enc, drop_mult=args.clas_drop_mult, bptt=args.bptt, path=out, progress=not args.quiet)
-    print('stage 3: fine-tuning the classifier with gradual unfreezing')
-    clas.fine_tune(args.clas_epochs, final_epochs=args.clas_final_epochs, lr=args.clas_lr)
-    timings['classifier_s'] = round(time.perf_counter() - t, 1)
+    print('stages 2 and 3: fine-tuning the LM on the TREC-6 questions, then the classifier with gradual unfreezing')
+    clas = ulmfit(train, valid, pretrained=pretrained, config=None if pretrained else config, bs=args.bs, bptt=args.bptt,
+                  lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_epochs=args.clas_epochs,
+                  clas_final_epochs=args.clas_final_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
+                  path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
+                  timings=timings)
     acc = clas.validate()['accuracy']
     model = clas.export(out/'classifier.pt')
     _save_fig(ClassificationInterpretation.from_learner(clas).plot_confusion_matrix(), out/'confusion.png')

@@ -23,8 +23,8 @@ except ImportError: fcntl = None  # Windows: no inter-process lock, downloads st
 
 # %% auto #0
 __all__ = ['MiB', 'FASTAI_NLP', 'FASTAI_MODELZOO', 'COGCOMP_QC', 'ARCHIVE_SUFFIXES', 'REGISTRY', 'CORPORA', 'Remote', 'Resource',
-           'fitlam_home', 'fitlam_data', 'download', 'make_fake_sources', 'split_valid', 'convert_dataset',
-           'read_split_csvs', 'get_dataset', 'Corpus', 'get_corpus']
+           'fitlam_home', 'fitlam_data', 'download', 'make_fake_sources', 'fastai_wt103', 'split_valid',
+           'convert_dataset', 'read_split_csvs', 'get_dataset', 'Corpus', 'get_corpus']
 
 # %% ../nbs/15_download.ipynb #4f4c3a06
 MiB = 2**20
@@ -329,6 +329,12 @@ def make_fake_sources(folder, base_url: str | None = None, n_per_class: int = 20
     own = lambda name, *fnames: replace(REGISTRY[name], remotes=tuple(remote(f) for f in fnames), rows=None)
     return {'imdb': own('imdb', 'imdb.tgz'), 'trec6': own('trec6', *trec), 'ag_news': own('ag_news', 'ag_news_csv.tgz'),
             'yelp_polarity': own('yelp_polarity', 'yelp_review_polarity_csv.tgz'), 'wt103_fwd': own('wt103_fwd', 'wt103-fwd.tgz')}
+
+# %% ../nbs/15_download.ipynb #62ca3d0b
+def fastai_wt103(backwards: bool = False, **kwargs) -> tuple[Path, Path]:
+    "The `(weights.pth, itos.pkl)` of fastai's forward (or `backwards`) AWD-LSTM pretrained on WikiText-103, downloaded once (`kwargs` go to `download`)."
+    folder = download('wt103_bwd' if backwards else 'wt103_fwd', **kwargs)
+    return next(folder.glob('*.pth')), next(folder.glob('*.pkl'))
 
 # %% ../nbs/15_download.ipynb #dc60b62a
 def split_valid(labels: Sequence[str], valid_pct: float = 0.1, seed: int = 42) -> tuple[list[int], list[int]]:
