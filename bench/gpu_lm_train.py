@@ -81,7 +81,7 @@ def build_data(a, n_needed: int):
 
 def lean_ce(pred, yb):
     "`lm_cross_entropy` forced onto its CPU path, 64 rows per block (the `--ablate-loss` row)."
-    from fitlam.models.awdlstm import lm_cross_entropy
+    from fitlam.models.kernels import lm_cross_entropy
     return lm_cross_entropy(pred, yb, block=64)
 
 

@@ -20,7 +20,8 @@ __all__ = ['EVENTS', 'CancelBatchException', 'CancelTrainException', 'CancelVali
 EVENTS = ['before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
           'before_backward', 'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train',
           'before_validate', 'after_validate', 'after_epoch', 'after_fit',
-          'after_cancel_batch', 'after_cancel_train', 'after_cancel_validate', 'after_cancel_epoch', 'after_cancel_fit']
+          'after_cancel_batch', 'after_cancel_train', 'after_cancel_validate', 'after_cancel_epoch', 'after_cancel_fit',
+          'cleanup_fit']
 
 class CancelBatchException(Exception):
     "Skip the rest of this batch (no backward/step if raised before them); `after_cancel_batch` then `after_batch` run. Raised after the backward pass, the gradients are kept and add to the next batch's (gradient accumulation, as in fastai)."
@@ -44,7 +45,7 @@ class Callback:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        typos = [n for n in vars(cls) if re.match(r'(before|after)_', n) and n not in EVENTS]
+        typos = [n for n in vars(cls) if re.match(r'(before|after|cleanup)_', n) and n not in EVENTS]
         if typos: raise FitlamError(f'{cls.__name__}: {typos} are not events; the events are {EVENTS}')
 
     def __call__(self, event: str):

@@ -233,7 +233,7 @@ class Learner:
                 except BaseException:    # killed or failed: after_fit did not run, so undo what schedulers set (momentum...)
                     for g, h in zip(self.opt.param_groups, hypers): g.update(h)
                     raise
-            finally: self._end_cleanup()
+            finally: self('cleanup_fit'); self._end_cleanup()        # `cleanup_fit`: however the fit ended
 
     def fit_one_cycle(self, n_epoch: int, lr=None, lr_factor: float | None = None, div: float = 25., div_final: float = 1e5,
                       pct_start: float = 0.25, moms: Sequence[float] | None = (0.95, 0.85, 0.95), cbs=None, **kwargs):

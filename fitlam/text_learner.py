@@ -20,7 +20,8 @@ from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
 from .vocab import Vocab
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _bad_rows, _df_texts, _labels, _new_docs, _label_names
-from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, lm_cross_entropy
+from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
+from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder,
                                       save_model)
@@ -29,12 +30,13 @@ from .optimizer import resolve_lrs, ulmfit_adam
 from .checkpoint import load_file, run_stages
 from .metrics import Accuracy, AccuracyMulti, Perplexity
 from .training import GradientClip, RNNRegularizer
+from .callback import Callback
 
 # %% auto #0
 __all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'texts_to_loader',
-           'detokenize', 'TextLearner', 'LMLearner', 'language_model_learner', 'pretrain_lm', 'Prediction',
-           'ClassifierLearner', 'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble', 'ulmfit',
-           'ulmfit_ensemble']
+           'detokenize', 'TextLearner', 'FusedLMLoss', 'LMLearner', 'language_model_learner', 'pretrain_lm',
+           'Prediction', 'ClassifierLearner', 'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble',
+           'ulmfit', 'ulmfit_ensemble']
 
 # %% ../nbs/40_text_learner.ipynb #906368cb
 ULMFIT_LM_LR = 4e-3        # base LR for target-task LM fine-tuning (sec. 4)
@@ -161,19 +163,27 @@ def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
     stored = read_checkpoint(checkpoint)['config']
     return replace(base, **{k: v for k, v in stored.items() if k not in DROPOUTS})
 
+class FusedLMLoss(Callback):
+    "While a `LanguageModel` trains with `lm_cross_entropy`, have it hand the decoder's input to the loss (`defer_decoder`): the decoder and the loss in one pass (`fitlam.models.kernels`)."
+    def before_train(self): self._defer(self.learn.loss_func is lm_cross_entropy)
+    def before_validate(self): self._defer(False)
+    def cleanup_fit(self): self._defer(False)        # also after an error: the model returns logits again
+    def _defer(self, on: bool):
+        lm = getattr(self.learn.model, 'module', self.learn.model)                  # under DDP, the wrapped model
+        if isinstance(lm, LanguageModel): lm.defer_decoder = on
+
 class LMLearner(TextLearner):
-    "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text; `fuse_loss`: train with the decoder and the loss in one pass."
+    "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text; `fuse_loss`: train with the decoder and the loss in one pass (the `FusedLMLoss` callback)."
     def __init__(self, *args, fuse_loss: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fuse_loss = fuse_loss
 
-    def _do_train(self):
-        "Train with the decoder and `lm_cross_entropy` fused (`fuse_loss`, `LanguageModel.defer_decoder`); the model returns logits again afterwards."
-        lm = getattr(self.model, 'module', self.model)                  # under DDP, the wrapped model
-        if not (self.fuse_loss and self.loss_func is lm_cross_entropy and isinstance(lm, LanguageModel)): return super()._do_train()
-        old, lm.defer_decoder = lm.defer_decoder, True
-        try: super()._do_train()
-        finally: lm.defer_decoder = old
+    @property
+    def fuse_loss(self) -> bool: return bool(self.cbs.of_type(FusedLMLoss))
+    @fuse_loss.setter
+    def fuse_loss(self, on: bool):
+        for cb in self.cbs.of_type(FusedLMLoss): self.remove_cb(cb)
+        if on: self.add_cb(FusedLMLoss())
 
     def fine_tune(self, epochs: int = 1, lr: float = ULMFIT_LM_LR, lr_factor: float = ULMFIT_LR_FACTOR, freeze_epochs: int = 0,
                   freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,

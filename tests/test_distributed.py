@@ -18,7 +18,8 @@ from fitlam.distributed import DistributedTrainer, distributed, launch, main_fir
 from fitlam.learner import Learner
 from fitlam.optimizer import sgd
 from fitlam.metrics import AccumMetric, Accuracy, F1Macro, Perplexity
-from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
+from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model
+from fitlam.models.kernels import lm_cross_entropy
 from fitlam.models.classifier import get_text_classifier
 from fitlam.schedule import GradualUnfreezing
 from fitlam.testing import TINY_AWD, TinyNet, synth_corpus, synth_regression

@@ -67,6 +67,7 @@ def test_event_order_literal():
         'after_validate',
         'after_epoch',
         'after_fit',
+        'cleanup_fit',          # however the fit ends
     ]
 
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from fitlam.core import BOS, FitlamError, set_seed
 from fitlam.testing import TINY_AWD, synth_corpus
 from fitlam.vocab import Vocab
-from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model, lm_cross_entropy
+from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model
+from fitlam.models.kernels import lm_cross_entropy
 from fitlam.models.classifier import get_text_classifier
 from fitlam.models.pretrained import (load_encoder, load_fastai_lm, load_model, load_pretrained, read_checkpoint, read_fastai_itos,
                                       save_encoder, save_model)

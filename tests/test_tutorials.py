@@ -83,7 +83,8 @@ def test_papermill_injection(name, preset):
     exec(parameters_cell(nb).source, ns)
     exec(f'preset = {preset!r}\ndata_path = "/some/data"', ns)      # papermill's injected-parameters cell
     P = ns['PRESETS'][ns['preset']]
-    assert re.search(r"^P = PRESETS\[preset\] \| overrides$", '\n'.join(code_cells(nb)), re.M), f'{name}: P should be the preset with the overrides'
+    assert re.search(r"^P, MODELS, \w+ = tutorial_setup\([\w']+, preset, PRESETS, overrides\)", '\n'.join(code_cells(nb)), re.M), \
+        f'{name}: P should be the preset with the overrides (fitlam.tutorial.tutorial_setup)'
     missing = preset_keys_read(nb) - set(P)
     assert not missing, f'{name}: preset {preset!r} lacks the keys {sorted(missing)} that the notebook reads'
     assert preset_keys_read(nb), f'{name}: the notebook reads no preset keys through P[...]'

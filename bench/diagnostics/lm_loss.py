@@ -8,7 +8,7 @@ of 3 timed calls after one untimed. Prints seconds per forward + backward; the r
 """
 import sys, time, torch
 torch.set_num_threads(2)
-from fitlam.models.awdlstm import DecoderInput, decoder_cross_entropy, decoder_linear, lm_cross_entropy
+from fitlam.models.kernels import DecoderInput, decoder_cross_entropy, decoder_linear, lm_cross_entropy
 
 N, D = 4480, 400
 
