@@ -190,6 +190,90 @@ def _special_pairs(nlp) -> tuple[set[tuple[str, str]], set[str]]:
     return {(a, b) for l, r in pairs for a in ends.get(l, {l}) for b in starts.get(r, {r})}, orths
 
 # %% ../nbs/10_tokenizer.ipynb #5c4ac138
+class _SpacyWords:
+    "spaCy's tokenizer `nlp`, run on many whitespace-free words in one call (joined by a separator token that is in no special case nor in `avoid`)."
+    def __init__(self, nlp, avoid: set[str]):
+        self.nlp, t = nlp, nlp.tokenizer
+        self.sep = _SEP if ([x.text for x in t(f'a {_SEP} b')] == ['a', _SEP, 'b'] and _SEP not in avoid) else None
+        self.rules = set(t.rules)
+        self.plain_ok = not any(              # the plain-word shortcut is checked, not assumed (other languages have other rules)
+            f(w) for w in _PLAIN_PROBES for f in (t.prefix_search, t.suffix_search, t.url_match or (lambda w: None))
+        ) and not any(next(t.infix_finditer(w), None) for w in _PLAIN_PROBES) and t.token_match is None
+
+    def plain(self, word: str) -> bool:
+        "Whether `word` is one token whatever spaCy would do (lower-case ASCII letters, no special case): no need to ask it."
+        return self.plain_ok and word not in self.rules and bool(_re_plain.fullmatch(word))
+
+    def tokens(self, text: str) -> list[str]:
+        "spaCy's tokens of `text`."
+        return [t.text for t in self.nlp.tokenizer(text)]
+
+    def words(self, words: list[str]) -> list[list[str]]:
+        "spaCy's tokens of each whitespace-free word, with one call on the words joined by the separator."
+        if self.sep is None: return [self.tokens(w) for w in words]
+        joined = f' {self.sep} '.join(words)
+        doc = self.nlp.tokenizer(joined)
+        docs, cur, after_word = [], [], False
+        # token texts sliced from the joined string by offset: cheaper than making a `Token` per token
+        starts, spaces = doc.to_array('IDX').tolist(), doc.to_array('SPACY').tolist()
+        for start, end, spacy in zip(starts, starts[1:] + [len(joined)], spaces):
+            text = joined[start:end - spacy]
+            if after_word:                 # the separator
+                assert text == self.sep, 'a word tokenized across the separator'
+                after_word = False; continue
+            cur.append(text)
+            if spacy: docs.append(cur); cur, after_word = [], True
+        docs.append(cur)
+        assert len(docs) == len(words), 'words and their tokens do not line up'
+        return docs
+
+class _StraddleGuard:
+    "What the straddling rule needs to know of each cached piece, and which texts it sends to be tokenized whole."
+    def __init__(self, nlp):
+        self.pairs, self.orths = _special_pairs(nlp)
+        self.lefts, self.rights = {l for l, _ in self.pairs}, {r for _, r in self.pairs}
+        self.left_of, self.right_of = {}, {}  # piece -> its last / first token, when that token is in a special pair
+        self.special = set()                  # pieces holding a token a special case produces
+        self.unsafe = set()                   # pieces whose own words meet at a special pair
+        self.first_last, self.first_special = None, False     # what every text starts with (`xxbos`), seen as a piece
+        self._codes_key = None
+
+    def start(self, last: str | None, special: bool):
+        "Record the tokens every text starts with (`xxbos`): the left neighbour of its first piece."
+        self.first_last, self.first_special = (last if last in self.lefts else None), special
+
+    def meets(self, a: tuple, b: tuple) -> bool:
+        "Whether words `a` then `b` (`(ids, first, last, special)`) meet at a special pair, one holding a special-case token."
+        return (a[2], b[1]) in self.pairs and (a[3] or b[3])
+
+    def note(self, piece: str, first: str, last: str, special: bool, unsafe: bool = False):
+        "Record a new piece: its first and last tokens, whether it holds a special-case token, whether its own words meet at a pair."
+        if special: self.special.add(piece)
+        if unsafe: self.unsafe.add(piece)
+        if last in self.lefts: self.left_of[piece] = last
+        if first in self.rights: self.right_of[piece] = first
+
+    def straddles(self, ps: list[str]) -> bool:
+        "Whether two neighbouring pieces meet at a special pair, one of them holding a special-case token."
+        if not self.unsafe.isdisjoint(ps): return True
+        prev, prev_special = self.first_last, self.first_special
+        for p in ps:
+            special = p in self.special
+            if (prev, self.right_of.get(p)) in self.pairs and (special or prev_special): return True
+            prev, prev_special = self.left_of.get(p), special
+        return False
+
+    def pair_codes(self, stoi: dict, post_rules: Sequence[Callable]) -> np.ndarray:
+        "`a * 2**32 + b` for the local ids `a`, `b` of the tokens of each special pair (after `post_rules`); recomputed only when the vocab `stoi` grew."
+        if self._codes_key == len(stoi): return self._codes
+        def post(t):
+            for r in post_rules: t = r(t)
+            return stoi.get(t)
+        codes = [(a << 32) + b for a, b in ((post(l), post(r)) for l, r in self.pairs) if a is not None and b is not None]
+        self._codes, self._codes_key = np.array(sorted(codes), np.int64), len(stoi)
+        return self._codes
+
+# %% ../nbs/10_tokenizer.ipynb #46ad8590
 class _Encoder:
     "Turn texts into local token ids, memoizing rules + spaCy + post-rules per whitespace-separated piece."
     def __init__(self, tok: Tokenizer):
@@ -206,24 +290,14 @@ class _Encoder:
 
     def _reset(self):
         "A fresh spaCy tokenizer and empty caches (also to bound memory on huge corpora)."
-        self.nlp = self.tok._new_nlp(fast=True)
-        self.pairs, self.orths = _special_pairs(self.nlp)
-        self._codes_key = None                    # `_pair_codes` is computed afresh
-        self.lefts, self.rights = {l for l, _ in self.pairs}, {r for _, r in self.pairs}
-        self.sep = _SEP if ([t.text for t in self.nlp.tokenizer(f'a {_SEP} b')] == ['a', _SEP, 'b']
-                            and _SEP not in self.lefts | self.rights) else None
-        self.rules = set(self.nlp.tokenizer.rules)
-        t = self.nlp.tokenizer     # the plain-word shortcut is checked, not assumed (other languages have other rules)
-        self.plain_ok = not any(
-            f(w) for w in _PLAIN_PROBES for f in (t.prefix_search, t.suffix_search, t.url_match or (lambda w: None))
-        ) and not any(next(t.infix_finditer(w), None) for w in _PLAIN_PROBES) and t.token_match is None
+        nlp = self.tok._new_nlp(fast=True)
+        self.guard = _StraddleGuard(nlp)
+        self.spacy = _SpacyWords(nlp, avoid=self.guard.lefts | self.guard.rights)
         self.pieces = {_DOC: (-1,), _EMPTY: ()}   # piece -> token ids, tagged (see `_tag`); -1 marks a text's start
-        self.words = {}                       # word (after the per-word rules) -> (ids, first token, last token)
-        self.left_of, self.right_of = {}, {}  # piece -> its last / first token, when that token is in a special pair
-        self.special = set()                  # pieces holding a token a special case produces
-        self.unsafe = set()                   # pieces whose own words meet at a special pair
+        self.words = {}                           # word (after the per-word rules) -> (ids, first token, last token, special)
         bos = self._spacy_words([BOS])[0] if self.lower else ((), None, None, False)
-        self.bos, self.bos_last, self.bos_special = bos[0], (bos[2] if bos[2] in self.lefts else None,), bos[3]
+        self.bos = bos[0]
+        self.guard.start(bos[2], bos[3])
         self.pieces[_DOC] = (-1,) + _tag(self.bos)
 
     def _ids(self, tokens: Iterable[str]) -> tuple:
@@ -239,24 +313,8 @@ class _Encoder:
         return i
 
     def _spacy_words(self, words: list[str]) -> list[tuple]:
-        "`(ids, first token, last token)` of each whitespace-free word, with one spaCy call on the words joined by a separator."
-        if self.sep is None: docs = [[t.text for t in self.nlp.tokenizer(w)] for w in words]
-        else:
-            joined = f' {self.sep} '.join(words)
-            doc = self.nlp.tokenizer(joined)
-            docs, cur, after_word = [], [], False
-            # token texts sliced from the joined string by offset: cheaper than making a `Token` per token
-            starts, spaces = doc.to_array('IDX').tolist(), doc.to_array('SPACY').tolist()
-            for start, end, spacy in zip(starts, starts[1:] + [len(joined)], spaces):
-                text = joined[start:end - spacy]
-                if after_word:                 # the separator
-                    assert text == self.sep, 'a word tokenized across the separator'
-                    after_word = False; continue
-                cur.append(text)
-                if spacy: docs.append(cur); cur, after_word = [], True
-            docs.append(cur)
-        assert len(docs) == len(words), 'words and their tokens do not line up'
-        return [(self._ids(ts), ts[0], ts[-1], not self.orths.isdisjoint(ts)) for ts in docs]
+        "`(ids, first token, last token, holds a special-case token)` of each whitespace-free word, with one spaCy call."
+        return [(self._ids(ts), ts[0], ts[-1], not self.guard.orths.isdisjoint(ts)) for ts in self.spacy.words(words)]
 
     def _fill(self, missing: set[str]):
         "Compute and cache the ids of pieces not seen yet."
@@ -272,49 +330,27 @@ class _Encoder:
         new_words = {w: None for ws in subs.values() for w in ws if w not in self.words}
         # A word of lower-case ASCII letters that is no special case is one token for spaCy's English rules
         # (every prefix, suffix and infix pattern needs a digit, punctuation or a symbol): skip spaCy for it.
-        plain = [w for w in new_words if self.plain_ok and w not in self.rules and _re_plain.fullmatch(w)]
-        self.words.update((w, ((self.raw_ids[w],), w, w, w in self.orths)) for w in plain)
+        plain = [w for w in new_words if self.spacy.plain(w)]
+        self.words.update((w, ((self.raw_ids[w],), w, w, w in self.guard.orths)) for w in plain)
         rest = [w for w in new_words if w not in self.words]
         if rest: self.words.update(zip(rest, self._spacy_words(rest)))
         for p in missing:
             if p[0].isspace():   # a whitespace run: a leading space is spaCy's trailing space of the previous token
-                toks = [t.text for t in self.nlp.tokenizer(p[1:] if p[0] == ' ' else p)]
-                ids, first, last, special = self._ids(toks), toks[0], toks[-1], not self.orths.isdisjoint(toks)
-            elif len(subs[p]) == 1: ids, first, last, special = self.words[subs[p][0]]
+                toks = self.spacy.tokens(p[1:] if p[0] == ' ' else p)
+                ids, first, last, special, unsafe = self._ids(toks), toks[0], toks[-1], not self.guard.orths.isdisjoint(toks), False
+            elif len(subs[p]) == 1: (ids, first, last, special), unsafe = self.words[subs[p][0]], False
             else:
                 parts = [self.words[w] for w in subs[p]]
                 ids, first, last = tuple(chain.from_iterable(x[0] for x in parts)), parts[0][1], parts[-1][2]
                 special = any(x[3] for x in parts)
-                if any((a[2], b[1]) in self.pairs and (a[3] or b[3]) for a, b in zip(parts, parts[1:])): self.unsafe.add(p)
+                unsafe = any(self.guard.meets(a, c) for a, c in zip(parts, parts[1:]))
             self.pieces[p] = _tag(ids)
-            if special: self.special.add(p)
-            if last in self.lefts: self.left_of[p] = last
-            if first in self.rights: self.right_of[p] = first
+            self.guard.note(p, first, last, special, unsafe)
 
     def _whole(self, text: str) -> tuple:
         "The ids of `text` tokenized the plain way (as `Tokenizer.reference`, with this process's spaCy)."
         for r in self.tok.rules: text = r(text)
-        return self._ids(t.text for t in self.nlp.tokenizer(text))
-
-    def _straddles(self, ps: list[str]) -> bool:
-        "Whether two neighbouring pieces meet at a special pair, one of them holding a special-case token."
-        if not self.unsafe.isdisjoint(ps): return True
-        prev, prev_special = self.bos_last[0], self.bos_special
-        for p in ps:
-            special = p in self.special
-            if (prev, self.right_of.get(p)) in self.pairs and (special or prev_special): return True
-            prev, prev_special = self.left_of.get(p), special
-        return False
-
-    def _pair_codes(self) -> np.ndarray:
-        "`a * 2**32 + b` for the local ids `a`, `b` of the tokens of each special pair (after the post-rules); recomputed only when the vocab grew or `_reset` ran."
-        if self._codes_key == len(self.stoi): return self._codes
-        def post(t):
-            for r in self.tok.post_rules: t = r(t)
-            return self.stoi.get(t)
-        codes = [(a << 32) + b for a, b in ((post(l), post(r)) for l, r in self.pairs) if a is not None and b is not None]
-        self._codes, self._codes_key = np.array(sorted(codes), np.int64), len(self.stoi)
-        return self._codes
+        return self._ids(self.spacy.tokens(text))
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         "Return the local ids of `texts` concatenated (int32), and the number of ids of each text (int64)."
@@ -334,12 +370,12 @@ class _Encoder:
         ids = tagged >> 1
         starts = np.flatnonzero(ids == -1)
         # Texts to redo whole: empty ones, and those where the last token of a piece and the first of the next
-        # form a special pair (then `_straddles` looks closer, at whether one of the two pieces is special).
+        # form a special pair (then `guard.straddles` looks closer, at whether one of the two pieces is special).
         piece_starts = np.flatnonzero(tagged[1:] & 1) + 1
         codes = (ids[piece_starts - 1].astype(np.int64) << 32) + ids[piece_starts]
-        hits = piece_starts[np.isin(codes, self._pair_codes())]
+        hits = piece_starts[np.isin(codes, self.guard.pair_codes(self.stoi, self.tok.post_rules))]
         redo = {i for i in np.unique(np.searchsorted(starts, hits, 'right') - 1).tolist()
-                if self._straddles(_re_pieces.findall(prepped[i]))}
+                if self.guard.straddles(_re_pieces.findall(prepped[i]))}
         redo.update(i for i, t in enumerate(prepped) if not t)
         lens = np.diff(np.append(starts, len(ids))) - 1
         if not redo: return ids[ids != -1], lens
@@ -356,7 +392,7 @@ class _Encoder:
         tagged, lens, get = array('i'), array('q'), self.pieces.__getitem__
         for text, t, ps in zip(texts, prepped, pieces):
             n0 = len(tagged)
-            if ((not t) if self.lower else t[:1].isspace()) or self._straddles(ps):
+            if ((not t) if self.lower else t[:1].isspace()) or self.guard.straddles(ps):
                 tagged.extend(_tag(self._whole(text)))   # the rare text that must be tokenized whole
             else:
                 tagged.extend(self.pieces[_DOC][1:])
