@@ -31,7 +31,7 @@ demo: install
 	$(BIN)/fitlam demo
 
 docs: install
-	$(BIN)/python tools/build_docs.py
+	$(BIN)/python tools/build_docs.py --execute
 
 export: install
 	$(BIN)/nbdev_clean

@@ -20,7 +20,7 @@ def loadavg() -> list[str]:
 
 def data_dir() -> Path:
     "The real data: $FITLAM_DATA, else ../shared/data beside the checkout."
-    return Path(os.environ.get('FITLAM_DATA', SHARED/'data'))
+    return Path(os.environ.get('FITLAM_DATA', SHARED/'data')).resolve()     # absolute: the peer runs in another folder
 
 
 def require_peer_python(python: str):

@@ -28,5 +28,16 @@ from .text_learner import *
 from .interpret import *
 from .distributed import *
 
+# %% ../nbs/99_all.ipynb #a990bc70
+import json, math, os, random, re
+from functools import partial
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
 # %% ../nbs/99_all.ipynb #131049af
 __all__ = [n for n in dir() if not n.startswith('_')]   # exactly the names the star imports above brought in

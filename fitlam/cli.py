@@ -72,6 +72,12 @@ def _corpus_source(names: Sequence[str], max_words: int | None):
     "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
     return Corpus([f for name in names for f in get_corpus(name).files]).source(max_words=max_words)
 
+def _final(learn, saved: str):
+    "Print the last epoch's validation numbers (also with --quiet) and where the model went."
+    row = learn.recorder.rows[-1] if learn.recorder.rows else {}
+    nums = '  '.join(f'{k.replace("_", " ")} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'time', 'stage') and isinstance(v, float))
+    print(f'{nums}; {saved}' if nums else saved)
+
 def _lm_size(learn) -> dict:
     "The number of documents and tokens the LM trained and validated on."
     tr, va = learn.data.train_dl, learn.data.valid_dl
@@ -85,6 +91,7 @@ def cmd_pretrain(args) -> dict:
                         max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, backwards=args.backwards,
                         seed=args.seed, path=args.out, progress=not args.quiet)
     lm_path = learn.save_lm(out/'lm.pth')
+    _final(learn, f'saved the LM to {lm_path}')
     return _write_report(out, 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
                          vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
@@ -101,6 +108,7 @@ def cmd_finetune_lm(args) -> dict:
     learn = language_model_learner(data, pretrained=pretrained, drop_mult=args.drop_mult, path=args.out, progress=not args.quiet)
     learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs)
     lm_path, enc_path = learn.save_lm(out/'lm.pth'), learn.save_encoder(out/'encoder.pth')
+    _final(learn, f'saved the LM to {lm_path} and its encoder to {enc_path}')
     return _write_report(out, 'finetune-lm', learn, lm=str(lm_path), encoder=str(enc_path), pretrained=str(pretrained),
                          n_texts=len(texts), vocab=len(data.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
@@ -108,19 +116,21 @@ def cmd_train_clas(args) -> dict:
     "Stage 3: fine-tune a classifier on the encoder with gradual unfreezing; export it."
     t0, out = time.perf_counter(), _check_out(args.out)
     cols = [args.text_col, args.label_col]
-    train, valid = _read_csv(args.train, cols, args.encoding), _read_csv(args.valid, cols, args.encoding)
+    train = _read_csv(args.train, cols, args.encoding)
+    valid = _read_csv(args.valid, cols, args.encoding) if args.valid else None    # none: --valid-pct of the training rows
     vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,
-                                     bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet)
+                                     valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet)
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
                                     progress=not args.quiet)
     learn.fine_tune(args.epochs, final_epochs=args.final_epochs, lr=args.lr, lr_factor=args.lr_factor)
-    model = learn.export(out/'classifier.pt')
+    model = learn.export()                                     # out/export.pth, the library's default name
     interp = ClassificationInterpretation.from_learner(learn)
     _save_fig(interp.plot_confusion_matrix(), out/'confusion.png')
     metrics = learn.validate()
-    print(f"valid accuracy {metrics['accuracy']:.4f}  error {1 - metrics['accuracy']:.4f}  ({len(valid)} texts)")
+    print(f"valid accuracy {metrics['accuracy']:.4f}  error {1 - metrics['accuracy']:.4f}  ({len(data.valid_dl.docs)} texts); "
+          f"exported the classifier to {model}")
     return _write_report(out, 'train-clas', learn, model=str(model), encoder=str(args.encoder), classes=list(data.classes),
                          valid_accuracy=metrics['accuracy'], valid_error=1 - metrics['accuracy'],
                          wall_s=round(time.perf_counter() - t0, 1))
@@ -148,8 +158,9 @@ def cmd_evaluate(args) -> dict:
     probs = learn.predict_proba(df[args.text_col].tolist())
     targs = torch.tensor([names.index(l) for l in df[args.label_col]])
     acc = float((probs.argmax(1) == targs).float().mean())
-    res = dict(data=str(args.data), n=len(df), accuracy=acc, error=1 - acc)
-    print(json.dumps(res))
+    res = dict(data=str(args.data), n=len(df), accuracy=round(acc, 6), error=round(1 - acc, 6))
+    if args.json: print(json.dumps(res))
+    else: print(f'{args.data}: {len(df)} texts\naccuracy  {acc:.4f}\nerror     {1 - acc:.4f}')
     return res
 
 # %% ../nbs/50_cli.ipynb #9856a19a
@@ -185,7 +196,7 @@ def cmd_demo(args) -> dict:
                   path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
                   timings=timings)
     acc = clas.validate()['accuracy']
-    model = clas.export(out/'classifier.pt')
+    model = clas.export()
     _save_fig(ClassificationInterpretation.from_learner(clas).plot_confusion_matrix(), out/'confusion.png')
     wall = round(time.perf_counter() - t0, 1)
     print(f'\nTREC-6 valid accuracy {acc:.4f} (error {1 - acc:.2%}) on {len(valid)} questions; pretrained on {source}; '
@@ -218,11 +229,32 @@ def _add_common(p, out: str):
     p.add_argument('--threads', type=_positive_int, default=None, help='torch threads (default: torch\'s choice, or $FITLAM_THREADS)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
+_HELP = {   # the options several subcommands share, or that need no more words than this
+    '--threads': "torch threads (default: torch's choice, or $FITLAM_THREADS)", '--seed': 'random seed (the validation split, the initial weights, the dropout masks)', '--epochs': 'epochs of training',
+    '--lr': 'learning rate (of the top layer group)', '--lr-factor': 'each layer group below the top trains at the LR above / this (ULMFiT: 2.6)',
+    '--max-vocab': 'largest vocab size', '--min-freq': 'a word seen fewer times is xxunk', '--drop-mult': "multiplies every dropout of the AWD-LSTM",
+    '--text-col': 'the CSV column holding the text', '--label-col': 'the CSV column holding the label', '--freeze-epochs':
+    'epochs training only the embedding and decoder first (ULMFiT: 0)', '--backwards': 'read the text right to left (for a backward model)',
+    '--model': 'an exported classifier (export.pth)', '--data': 'a CSV file with text and label columns',
+    '--pretrain-words': 'words of the corpus to pretrain on', '--pretrain-epochs': 'pretraining epochs', '--pretrain-lr': 'pretraining learning rate',
+    '--lm-epochs': 'LM fine-tuning epochs', '--lm-lr': 'LM fine-tuning learning rate (top layer group)', '--lm-drop-mult': "the LM's dropout multiplier",
+    '--clas-epochs': 'classifier epochs per gradual-unfreezing stage', '--clas-final-epochs': 'classifier epochs of the last stage (all layers)',
+    '--clas-lr': 'classifier learning rate (top layer group)', '--clas-drop-mult': "the classifier's dropout multiplier"}
+
+class _Help(argparse.HelpFormatter):
+    "Every option's help ends with its default (unless it says it), and each option gets a help line."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if action.default is argparse.SUPPRESS or '(default' in h or action.option_strings == [] or action.nargs == 0: return h
+        return f'{h} (default: %(default)s)'.lstrip()
+
 def build_parser() -> argparse.ArgumentParser:
     "The `fitlam` command line."
     ap = argparse.ArgumentParser(prog='fitlam', description='ULMFiT (Howard & Ruder 2018): pretrain, fine-tune, classify.')
     ap.add_argument('--version', action='version', version=f'fitlam {__version__}')
     sub = ap.add_subparsers(dest='command', required=True)
+    add = sub.add_parser
+    sub.add_parser = lambda *a, **k: add(*a, formatter_class=_Help, **k)
 
     p = sub.add_parser('pretrain', help='stage 1: train an LM on a general corpus')
     p.add_argument('--corpus', nargs='+', required=True, help='text files/folders, or gutenberg / wikitext2 under $FITLAM_DATA')
@@ -249,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoding(p); _add_common(p, 'fitlam_lm'); p.set_defaults(func=cmd_finetune_lm)
 
     p = sub.add_parser('train-clas', help='stage 3: fine-tune a classifier with gradual unfreezing')
-    p.add_argument('--train', required=True); p.add_argument('--valid', required=True)
+    p.add_argument('--train', required=True, help='CSV file of labelled training texts')
+    p.add_argument('--valid', default=None, help='CSV file of labelled validation texts (default: --valid-pct of --train)')
+    p.add_argument('--valid-pct', type=float, default=0.1, help='the share of --train held out for validation when there is no --valid')
     p.add_argument('--encoder', default=None, help='an encoder.pth from `fitlam finetune-lm` (default: none)')
     p.add_argument('--text-col', default='text'); p.add_argument('--label-col', default='label')
     p.add_argument('--backwards', action='store_true')
@@ -271,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('evaluate', help='accuracy of an exported classifier on a labelled CSV')
     p.add_argument('--model', required=True); p.add_argument('--data', required=True)
+    p.add_argument('--json', action='store_true', help='print the result as one JSON line (for scripts)')
     p.add_argument('--text-col', default='text'); p.add_argument('--label-col', default='label')
     p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
     p.add_argument('--threads', type=_positive_int, default=None); _add_encoding(p); p.set_defaults(func=cmd_evaluate)
@@ -289,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
     _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); p.set_defaults(func=cmd_demo)
+    for p in sub.choices.values():
+        for act in p._actions:
+            if not act.help and act.option_strings: act.help = _HELP.get(act.option_strings[0])
     return ap
 
 def main(argv: Sequence[str] | None = None):

@@ -9,13 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'SPECIAL_TOKENS', 'TMP_SUFFIX',
-           'FitlamError', 'set_seed', 'get_rng_states', 'set_rng_states', 'default_device', 'to_device', 'clean_stale',
-           'atomic_write', 'TempDir', 'check_state_fits', 'atomic_save', 'load_checked', 'listify', 'num_threads',
-           'trim_heap']
+           'FitlamError', 'refuse_fastai_args', 'TextFrame', 'set_seed', 'get_rng_states', 'set_rng_states',
+           'default_device', 'to_device', 'clean_stale', 'atomic_write', 'TempDir', 'check_state_fits', 'atomic_save',
+           'load_checked', 'listify', 'num_threads', 'trim_heap']
 
 # %% ../nbs/00_core.ipynb #d24ba969
 UNK   = 'xxunk'   # a word outside the vocab
@@ -33,6 +34,22 @@ SPECIAL_TOKENS = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 # %% ../nbs/00_core.ipynb #f1455db0
 class FitlamError(ValueError):
     "An error in what the user gave fitlam (a file, a column, an argument): the message says which and what was expected."
+
+# %% ../nbs/00_core.ipynb #a7db6038
+def refuse_fastai_args(where: str, kwargs: dict, ways: dict[str, str]):
+    "Raise a `FitlamError` for the first of `kwargs` that is a fastai argument of `ways` (its name -> fitlam's way)."
+    for k in kwargs:
+        if k in ways: raise FitlamError(f"{where}: {k}= is fastai's argument; in fitlam {ways[k]}")
+
+# %% ../nbs/00_core.ipynb #29a52a90
+class TextFrame(pd.DataFrame):
+    "A DataFrame that shows its texts whole (pandas' `display.max_colwidth` lifted for its own display only)."
+    @property
+    def _constructor(self): return TextFrame
+    def _repr_html_(self):
+        with pd.option_context('display.max_colwidth', None): return super()._repr_html_()
+    def __repr__(self):
+        with pd.option_context('display.max_colwidth', None): return super().__repr__()
 
 # %% ../nbs/00_core.ipynb #bb494d07
 def set_seed(seed: int, deterministic: bool = False) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import FitlamError
+from .core import FitlamError, TextFrame, refuse_fastai_args
 from .tokenizer import Tokenizer, join_fields
 from .corpus import (DocIds, TokenizedCorpus, ListSource, CSVSource, FileSource, as_source,
                            tokenize_corpus)
@@ -301,8 +301,9 @@ def _check_texts_col(col: pd.Series, name: str):
 
 def _label_names(ys, classes, multi_label: bool = False) -> list:
     "Encoded labels as class names: an index each, or (`multi_label`) a 0/1 row each, shown as the names joined by ';'."
-    if multi_label: return [';'.join(str(c) for c, on in zip(classes, y.tolist()) if on) for y in torch.as_tensor(ys)]
-    return [classes[int(i)] for i in torch.as_tensor(ys).tolist()]
+    ys = ys.cpu().numpy() if torch.is_tensor(ys) else np.asarray(ys)     # (numpy, not torch: a read-only array is fine)
+    if multi_label: return [';'.join(str(c) for c, on in zip(classes, y.tolist()) if on) for y in ys]
+    return [classes[int(i)] for i in ys.tolist()]
 
 def _listify_cols(c) -> list[str]: return [c] if isinstance(c, (str, int)) else list(c)
 
@@ -353,6 +354,21 @@ def _new_docs(data, texts_or_df, with_labels: bool | None = False, encoding: str
         labels, _ = encode_labels(labels, classes, data.label_delim, name=f'{name} labels')
     return source, labels
 
+# %% ../nbs/14_data.ipynb #398be5e4
+_FASTAI_DATA = dict(
+    is_lm='the data bunch is the task: TextLMDataBunch for a language model, TextClasDataBunch for a classifier',
+    text_vocab='pass vocab= (e.g. vocab=lm_data.vocab)', seq_len="pass bptt= (the LM's sequence length)",
+    tok_tfm='pass tokenizer= (a fitlam Tokenizer)', csv_fname="pass the CSV file's path first: from_csv(path/'train.csv', ...)",
+    y_block='name the label column(s) with label_col= (several columns, or label_delim=, make it multi-label)',
+    dl_type='the data bunch chooses its loaders (LMLoader, ClasLoader)')
+_FASTAI_SHOW = dict(max_n='pass n= (the number of rows)', show='show_batch returns a DataFrame, which Jupyter displays')
+
+def _check_csv_file(path, text_col, where: str):
+    "Refuse a folder where `from_csv` takes the CSV file (fastai's `from_csv(path, 'train.csv')`)."
+    if isinstance(path, (str, Path)) and Path(path).is_dir():
+        f = Path(path)/(text_col if isinstance(text_col, str) and text_col.endswith('.csv') else 'train.csv')
+        raise FitlamError(f"{where}: {path} is a folder; fitlam's from_csv takes the CSV file's path, e.g. from_csv('{f}', text_col='text')")
+
 # %% ../nbs/14_data.ipynb #775fcddc
 class _Bunch:
     "What both data bunches share: vocab, tokenizer, loaders, `show_batch`."
@@ -389,6 +405,7 @@ class TextLMDataBunch(_Bunch):
         `pretrained_vocab` (the LM you will fine-tune, as `language_model_learner(pretrained=)` takes it, or its vocab):
         its words stay in the vocab however rare or absent here (within `max_vocab`), so they keep their pretrained
         embeddings, in the validation and test texts too."""
+        refuse_fastai_args(f'{cls.__name__}.from_sources', kwargs, _FASTAI_DATA)
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
@@ -429,6 +446,7 @@ class TextLMDataBunch(_Bunch):
     def from_csv(cls, path, text_col: str | Sequence[str] = 'text', valid_csv=None, valid_col: str | None = None,
                  mark_fields: bool | None = None, encoding: str = 'utf-8', **kwargs) -> TextLMDataBunch:
         "Build from CSV file(s) in `encoding`, streamed (a corpus need not fit in memory); validation as in `from_df`."
+        _check_csv_file(path, text_col, 'TextLMDataBunch.from_csv'); refuse_fastai_args('TextLMDataBunch.from_csv', kwargs, _FASTAI_DATA)
         cols = _listify_cols(text_col)
         if valid_col is not None:
             kwargs['valid_idx'] = _valid_idx(_read_csv(path, {'valid': [valid_col]}, encoding), valid_col, str(path))
@@ -446,10 +464,11 @@ class TextLMDataBunch(_Bunch):
         if valid is not None and not vfiles: raise FitlamError(f'{path/valid}: no .txt files')
         return cls.from_sources(FileSource(files, str(path)), FileSource(vfiles, str(path/valid)) if vfiles else None, **kwargs)
 
-    def show_batch(self, n: int = 4, max_tokens: int = 40) -> pd.DataFrame:
+    def show_batch(self, n: int = 4, max_tokens: int = 40, **kwargs) -> pd.DataFrame:
         "The first `n` rows of a training batch, decoded: what the model reads and what it must predict."
+        refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)
         xb, yb = next(iter(self.train_dl))
-        return pd.DataFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]],
+        return TextFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]],
                              'target': [self._decode(y, max_tokens) for y in yb[:n]]})
 
     def __repr__(self):
@@ -481,6 +500,7 @@ class TextClasDataBunch(_Bunch):
                      tokenizer: Tokenizer | None = None, vocab: Vocab | None = None, max_vocab: int = 60_000, min_freq: int = 3,
                      pretrained_vocab=None, cache_dir=None, n_workers: int | None = None, progress: bool = True, **kwargs) -> TextClasDataBunch:
         "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`."
+        refuse_fastai_args(f'{cls.__name__}.from_sources', kwargs, _FASTAI_DATA)
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
         if not isinstance(train_labels, np.ndarray):     # rows of the data, before any split (and before tokenizing)
             _check_labels_present(pd.Series(train_labels).reset_index(drop=True), 'labels')
@@ -534,6 +554,7 @@ class TextClasDataBunch(_Bunch):
     def from_csv(cls, path, text_col: str | Sequence[str] = 'text', label_col: str | Sequence[str] = 'label', valid_csv=None,
                  valid_col: str | None = None, mark_fields: bool | None = None, encoding: str = 'utf-8', **kwargs) -> TextClasDataBunch:
         "Build from CSV file(s) in `encoding` with text and label columns (texts streamed; labels are strings, as written); validation from `valid_csv`, `valid_col` or `valid_pct`."
+        _check_csv_file(path, text_col, 'TextClasDataBunch.from_csv'); refuse_fastai_args('TextClasDataBunch.from_csv', kwargs, _FASTAI_DATA)
         tcols, lcols = _listify_cols(text_col), _listify_cols(label_col)
         for f in [path] + ([valid_csv] if valid_csv is not None else []): check_columns(f, {'text': tcols, 'label': lcols}, encoding)
         df = _read_csv(path, {'label': lcols, 'valid': [valid_col] if valid_col else []}, encoding)
@@ -568,10 +589,11 @@ class TextClasDataBunch(_Bunch):
         return ClasLoader(self._corpora.docs(corpus, self.vocab), labels, bs or self.bs, shuffle=False,
                           pad_idx=self.vocab.pad_idx, backwards=self.backwards)
 
-    def show_batch(self, n: int = 4, max_tokens: int = 40) -> pd.DataFrame:
+    def show_batch(self, n: int = 4, max_tokens: int = 40, **kwargs) -> pd.DataFrame:
         "The first `n` documents of a training batch, decoded, with their labels."
+        refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)
         xb, yb = next(iter(self.train_dl))
-        return pd.DataFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], 'label': _label_names(yb[:n], self.classes, self.multi_label)})
+        return TextFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], 'label': _label_names(yb[:n], self.classes, self.multi_label)})
 
     def __repr__(self):
         return (f'TextClasDataBunch(train: {len(self.train_dl.docs)} docs; valid: {len(self.valid_dl.docs)} docs; '

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .core import FitlamError
+from .core import FitlamError, TextFrame
 from .data import ClasLoader
 from .metrics import figure_axes
 from .text_learner import ClassifierLearner, detokenize, texts_to_loader
@@ -70,13 +70,12 @@ class ClassificationInterpretation:
             for j in range(len(cm)):
                 ax.text(j, i, f'{cm[i, j]:.2f}' if normalize else f'{int(cm[i, j])}', ha='center', va='center',
                         color='white' if cm[i, j] > cm.max() / 2 else 'black')
-        fig.tight_layout()
         return fig
 
     def top_losses(self, k: int = 10) -> pd.DataFrame:
         "The `k` documents with the highest loss: text, true label, prediction, its probability, the loss."
         idx = self.losses.argsort(descending=True)[:k].tolist()
-        return pd.DataFrame({'text': [self.texts[i] for i in idx], 'actual': [self.classes[int(self.targs[i])] for i in idx],
+        return TextFrame({'text': [self.texts[i] for i in idx], 'actual': [self.classes[int(self.targs[i])] for i in idx],
                              'predicted': [self.classes[int(self.preds[i])] for i in idx],
                              'probability': [float(self.probs[i, self.preds[i]]) for i in idx],
                              'loss': [float(self.losses[i]) for i in idx]}, index=idx)

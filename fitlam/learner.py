@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import FitlamError, _device, default_device, get_rng_states, listify, set_rng_states, to_device
+from .core import FitlamError, refuse_fastai_args, _device, default_device, get_rng_states, listify, set_rng_states, to_device
 from .callback import (
     Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException, CancelValidateException,
     TerminateOnNaN, TrimHeap, set_hyper)
@@ -27,7 +27,7 @@ from .optimizer import ParamGroups, adam, discriminative_lrs, _check_epochs, _ch
 from .checkpoint import Checkpoint, _cpu_copy, _epoch_iters, load_weights, run_stages, save_checkpoint, save_weights
 
 # %% auto #0
-__all__ = ['default_activation', 'per_item_loss', 'GatherPreds', 'CallbackList', 'Learner', 'unfreezing_stages']
+__all__ = ['default_activation', 'per_item_loss', 'GatherPreds', 'CallbackList', 'Learner', 'unfreezing_stages', 'fit_stages']
 
 # %% ../nbs/35_learner.ipynb #fdb9c91a
 def default_activation(loss_func) -> Callable:
@@ -136,6 +136,8 @@ class Learner:
     def freeze_to(self, n: int): self.groups.freeze_to(n)
     def freeze(self): self.groups.freeze_to(-1)
     def unfreeze(self): self.groups.freeze_to(0)
+    def summary(self) -> pd.DataFrame: return self.groups.summary()
+    dls = property(lambda self: self.data, doc="fastai's name for `data`.")
 
     # -- callbacks: `self.cbs` (a CallbackList) ---------------------------------------------------------
     def add_cb(self, cb: Callback): self.cbs.add(cb)
@@ -185,8 +187,7 @@ class Learner:
     def _all_batches(self):
         for i, batch in enumerate(self.dl): self._one_batch(i, batch)
 
-    def _reset_model(self):
-        if hasattr(self.model, 'reset'): self.model.reset()
+    def _reset_model(self): getattr(self.model, 'reset', lambda: None)()
 
     def _do_train(self):
         self.training, self.dl = True, self.data.train_dl
@@ -249,18 +250,18 @@ class Learner:
         if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
         self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
 
-    def fine_tune(self, epochs: int | Sequence[int] = 1, final_epochs: int | None = None, lr=None, lr_factor: float = 2.6,
+    def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, final_epochs: int | None = None, lr_factor: float = 2.6,
                   stages: Sequence[int] | None = None, schedule: Callable | None = None, cbs=None, verbose: bool = True,
                   checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
         "Fine-tune in stages (gradual unfreezing), stage i training the last `stages[i]` layer groups with discriminative LRs and its own schedule (STLR); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
-        plan, fits = unfreezing_stages(self, epochs, final_epochs, lr, lr_factor, stages, schedule or Learner.fit_stlr, cbs, verbose, kwargs)
-        return run_stages(self, fits, plan, checkpoint, resume, verbose)
+        return fit_stages(self, unfreezing_stages(self, epochs, final_epochs, lr, lr_factor, stages), schedule or Learner.fit_stlr,
+                          cbs, verbose, checkpoint, resume, kwargs)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10., num_it: int = 100, stop_div: bool = True,
                 suggest: Sequence[Callable] = (valley, steep)) -> LRFindResult:
         "Run the LR range test (exponential sweep, stops on divergence) and return its curve and suggestions; weights, optimizer and RNGs are restored."
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
-        with _restored(self), self.no_bar(), self.removed_cbs(self.cbs.of_type(TerminateOnNaN)):   # (it diverges on purpose)
+        with _restored(self), self.no_bar(), self.removed_cbs(self.cbs.of_type(TerminateOnNaN)), _flushed_denormals():   # it diverges on purpose
             self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
         return LRFindResult.from_run(finder.lrs, finder.losses, suggest)
 
@@ -273,8 +274,9 @@ class Learner:
             return dict(self.recorder.last_valid)
         finally: self._end_cleanup()
 
-    def get_preds(self, dl=None, with_loss: bool = False, activation: Callable | None = None, reorder: bool = True):
+    def get_preds(self, dl=None, with_loss: bool = False, activation: Callable | None = None, reorder: bool = True, **kwargs):
         "Return `(preds, targs)` (and per-item losses) over `dl` (default: validation), in dataset order (`reorder=False`: the loader's)."
+        _check_preds_args(dl, kwargs)
         gather = _gather(self, dl, with_loss)
         act = activation if activation is not None else default_activation(self.loss_func)
         out = act(_cat(gather.preds, 'predictions')), _cat(gather.targs, 'targets'), _cat(gather.losses, 'losses')
@@ -298,14 +300,11 @@ class Learner:
         "Write a training checkpoint (weights, optimizer, epoch, schedule position, RNGs, callback states) to `path`, atomically."
         return save_checkpoint(self, path)
 
-    def _meta(self) -> dict:
-        "What `save` and `save_checkpoint` record beside the weights, for loading to compare (subclasses: the vocab...)."
-        return {}
+    def _meta(self) -> dict: return {}    # what `save`/`save_checkpoint` record beside the weights for `load` to compare (text: the vocab)
 
 # %% ../nbs/35_learner.ipynb #ca4dfb27
-def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stages, schedule: Callable, cbs, verbose: bool,
-                      kwargs: dict) -> tuple[dict, list]:
-    "The plan and the `(name, fit)` stages of `Learner.fine_tune`: stage i unfreezes the last `stages[i]` layer groups (default: one more each time)."
+def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stages) -> list[tuple]:
+    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs."
     n = len(learn.layer_groups)
     stages = list(range(1, n + 1)) if stages is None else list(stages)
     if not stages or any(not 1 <= k <= n for k in stages): raise FitlamError(f'stages={stages}: each must be between 1 and {n} (the layer groups)')
@@ -315,19 +314,36 @@ def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stage
     top_lrs = list(lr) if isinstance(lr, (list, tuple)) else [learn.lrs[-1] if lr is None else lr] * len(stages)
     if not len(epochs) == len(top_lrs) == len(stages):
         raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
-    top_lrs = [_check_lr(v) for v in top_lrs]
-    if verbose: print(f'fine-tuning in {len(stages)} stage(s), {sum(epochs)} epoch(s) in all')
-    def stage(s, k, n_epoch, top_lr):
+    return [(s + 1, k, e, discriminative_lrs(_check_fine_tune_lr(v), n, lr_factor)) for s, (k, e, v) in enumerate(zip(stages, epochs, top_lrs))]
+
+def _check_fine_tune_lr(lr) -> float:
+    "`_check_lr`, also refusing a whole number >= 1: an epoch count given where `fine_tune` takes its LR."
+    if isinstance(lr, (int, np.integer)) and not isinstance(lr, bool) and lr >= 1:
+        raise FitlamError(f'fine_tune: lr={lr} is a whole number, not a learning rate: fine_tune takes (epochs, lr), as in fastai '
+                          f'(for the epochs of gradual unfreezing\'s last stage pass final_epochs={lr})')
+    return _check_lr(lr)
+
+def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs, verbose: bool, checkpoint, resume, kwargs: dict) -> pd.DataFrame:
+    "Train `stages`, each `(name, k, n_epoch, lrs)` the last `k` layer groups for `n_epoch` epochs at the per-group `lrs` on `schedule`, one fit each, resumable (`run_stages`)."
+    n = len(learn.layer_groups)
+    if verbose: print(f'fine-tuning in {len(stages)} stage(s), {sum(s[2] for s in stages)} epoch(s) in all')
+    def stage(s, name, k, n_epoch, lrs):
         def fit(checkpoint_cb):
             learn.freeze_to(n - k if k < n else 0)
-            lrs = discriminative_lrs(top_lr, n, lr_factor)
-            if verbose: print(f"stage {s + 1}/{len(stages)}: training layer groups {list(range(n - k, n))} of {n} for {n_epoch} epoch(s), "
-                              f"lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
+            if verbose: print(f"stage {s + 1}/{len(stages)}{'' if name == s + 1 else f' ({name})'}: training layer groups "
+                              f"{list(range(n - k, n))} of {n} for {n_epoch} epoch(s), lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
             schedule(learn, n_epoch, lr=lrs, cbs=[*listify(cbs), checkpoint_cb], **kwargs)
-        return s + 1, fit
-    plan = dict(recipe='gradual_unfreezing', stages=stages, epochs=epochs, lrs=top_lrs, lr_factor=float(lr_factor),
-                schedule=getattr(schedule, '__name__', str(schedule)), **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
-    return plan, [stage(s, *a) for s, a in enumerate(zip(stages, epochs, top_lrs))]
+        return name, fit
+    plan = dict(stages=[[name, k, e, [float(v) for v in lrs]] for name, k, e, lrs in stages], schedule=getattr(schedule, '__name__', str(schedule)),
+                **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
+    return run_stages(learn, [stage(s, *a) for s, a in enumerate(stages)], plan, checkpoint, resume, verbose)
+
+@contextmanager
+def _flushed_denormals():
+    "Flush denormal floats to zero in the block (where the CPU can): a diverging LR range test fills its weights and Adam's moments with them, and each op on one is many times slower."
+    torch.set_flush_denormal(True)
+    try: yield
+    finally: torch.set_flush_denormal(False)        # PyTorch's default (it offers no way to read the setting)
 
 @contextmanager
 def _restored(learn: Learner):
@@ -355,6 +371,17 @@ def _gather(learn: Learner, dl, with_loss: bool) -> GatherPreds:
         try: learn._do_validate(dl)
         finally: learn._end_cleanup()
     return gather
+
+_FASTAI_PREDS = dict(ds_idx='pass the data: get_preds() scores the validation set, get_preds(dl=learn.data.train_dl) the training set',
+                     act='pass activation=', with_input='decode the inputs from the loader yourself', with_decoded='take preds.argmax(1)')
+
+def _check_preds_args(dl, kwargs: dict):
+    "Refuse fastai's `get_preds(0)` / `ds_idx=` and arguments fitlam does not take, naming fitlam's way."
+    if isinstance(dl, (int, np.integer)) and not isinstance(dl, bool):
+        raise FitlamError(f"get_preds({dl}): the first argument is the data (a loader; a text learner also takes a DataFrame, a CSV path "
+                          f"or texts), not fastai's ds_idx: {_FASTAI_PREDS['ds_idx']}")
+    refuse_fastai_args('get_preds', kwargs, _FASTAI_PREDS)
+    if kwargs: raise FitlamError(f'get_preds: unexpected arguments {sorted(kwargs)}')
 
 def _check_valid(learn: Learner, dl, what: str):
     if dl is None and learn.data.valid_dl is None:

@@ -10,6 +10,7 @@ from typing import Callable
 import pandas as pd
 import torch
 import torch.nn.functional as F
+import fastprogress.fastprogress as _fp
 from fastprogress.fastprogress import ConsoleMasterBar, ConsoleProgressBar, format_time, master_bar, progress_bar
 import numpy as np
 from matplotlib.figure import Figure
@@ -125,9 +126,9 @@ def flat_cross_entropy(pred: torch.Tensor, yb: torch.Tensor, reduction: str = 'm
 
 # %% ../nbs/31_metrics.ipynb #d45fd67a
 def figure_axes(nrows: int = 1, ncols: int = 1, figsize: tuple | None = None) -> tuple[Figure, np.ndarray]:
-    "Return a new closed figure and its `(nrows, ncols)` array of axes."
+    "Return a new closed figure (its layout keeps the labels inside, saved or shown) and its `(nrows, ncols)` array of axes."
     import matplotlib.pyplot as plt        # here, not at import: the library never touches pyplot unless asked to plot
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout='constrained')
     plt.close(fig)
     return fig, axs
 
@@ -143,7 +144,7 @@ class Recorder(Callback):
         "Forget everything recorded."
         self._losses, self._smooth, self.lrs, self.moms, self.rows, self.epoch_iters = [], [], [], [], [], []
         self._avg, self._count, self._flushed = 0., 0, 0
-        self.last_valid = {}
+        self.last_valid, self.stages = {}, []
 
     def before_fit(self): self.reset()
     def before_epoch(self): self.epoch_start, self.train_loss, self.valid = time.time(), float('nan'), None
@@ -199,7 +200,7 @@ class Recorder(Callback):
     @property
     def history(self) -> pd.DataFrame:
         "Return a DataFrame with one row per epoch: epoch, train_loss, valid_loss, the metrics, time (seconds)."
-        return pd.DataFrame(self.rows, columns=self.metric_names if self.learn is not None else None)
+        return pd.DataFrame(self.rows, columns=self.metric_names + ['stage'] * bool(self.stages) if self.learn is not None else None)
     @property
     def metric_names(self) -> list[str]:
         "Return the history's columns."
@@ -209,12 +210,31 @@ class Recorder(Callback):
         "Return everything recorded, as plain Python values (for training checkpoints)."
         self._flush()
         return dict(losses=self._losses, smooth=self._smooth, lrs=self.lrs, moms=self.moms, rows=self.rows,
-                    epoch_iters=self.epoch_iters, avg=float(self._avg), count=self._count)
+                    epoch_iters=self.epoch_iters, avg=float(self._avg), count=self._count, stages=[list(s) for s in self.stages])
 
     def load_state_dict(self, state: dict):
         self._losses, self._smooth, self.lrs, self.moms = list(state['losses']), list(state['smooth']), list(state['lrs']), list(state['moms'])
         self.rows, self.epoch_iters = [dict(r) for r in state['rows']], list(state['epoch_iters'])
         self._avg, self._count, self._flushed = state['avg'], state['count'], len(self._losses)
+        self.stages = [tuple(s) for s in state.get('stages', [])]
+
+    def join_stages(self, states: list[dict], names: list):
+        "Hold the records of the fits `states` (`state_dict`s) one after the other, as `fine_tune`'s stages `names`: `stages` keeps each one's name, first batch and first epoch."
+        out = dict(losses=[], smooth=[], lrs=[], moms=[], rows=[], epoch_iters=[], avg=states[-1]['avg'], count=states[-1]['count'], stages=[])
+        for name, st in zip(names, states):
+            n0 = len(out['losses'])
+            out['stages'].append((name, n0, len(out['rows'])))
+            for k in ('losses', 'smooth', 'lrs', 'moms'): out[k] += list(st[k])
+            out['rows'] += [dict(r, stage=name) for r in st['rows']]
+            out['epoch_iters'] += [n0 + i for i in st['epoch_iters']]
+        self.load_state_dict(out)
+
+    def _mark_stages(self, ax, at: int):
+        "Draw the stage boundaries (`at`: 1 for batches, 2 for epochs) on `ax`, each stage named at the top."
+        for name, *first in self.stages:
+            x = first[at - 1] - 0.5
+            if first[at - 1] > 0: ax.axvline(x, color='grey', ls=':', lw=1)
+            ax.annotate(f'stage {name}', (x, 1), xycoords=('data', 'axes fraction'), va='top', fontsize=8, color='grey')
 
     def plot_loss(self, skip_start: int = 0, with_valid: bool = True) -> Figure:
         "Plot the training loss per batch (raw and smoothed) and the validation loss at each epoch's end."
@@ -226,6 +246,7 @@ class Recorder(Callback):
             its = [it for it, r in zip(self.epoch_iters, self.rows) if it > skip_start and not math.isnan(r['valid_loss'])]
             vals = [r['valid_loss'] for it, r in zip(self.epoch_iters, self.rows) if it > skip_start and not math.isnan(r['valid_loss'])]
             ax.plot(its, vals, 'o-', label='valid')
+        self._mark_stages(ax, 1)
         ax.set_xlabel('training batch'); ax.set_ylabel('loss'); ax.legend()
         return fig
 
@@ -240,17 +261,30 @@ class Recorder(Callback):
         return fig
 
     def plot_metrics(self) -> Figure:
-        "Plot the losses and every metric against the epoch."
+        "Plot the losses and every metric against the epoch (after `fine_tune`: every stage's epochs in turn, the stages marked)."
+        from matplotlib.ticker import MaxNLocator
         h = self.history
-        cols = [c for c in h.columns if c not in ('epoch', 'train_loss', 'valid_loss', 'time')]
+        cols = [c for c in h.columns if c not in ('epoch', 'train_loss', 'valid_loss', 'time', 'stage')]
+        x = np.arange(len(h)) if self.stages else h.epoch
         fig, axs = figure_axes(1, 1 + len(cols), figsize=(4 * (1 + len(cols)), 3.5)); axs = axs[0]
-        axs[0].plot(h.epoch, h.train_loss, 'o-', label='train'); axs[0].plot(h.epoch, h.valid_loss, 'o-', label='valid')
+        axs[0].plot(x, h.train_loss, 'o-', label='train'); axs[0].plot(x, h.valid_loss, 'o-', label='valid')
         axs[0].set_title('loss'); axs[0].legend()
-        for ax, c in zip(axs[1:], cols): ax.plot(h.epoch, h[c], 'o-'); ax.set_title(c)
-        for ax in axs: ax.set_xlabel('epoch')
+        for ax, c in zip(axs[1:], cols): ax.plot(x, h[c], 'o-'); ax.set_title(c)
+        for ax in axs:
+            ax.set_xlabel('epoch (all stages)' if self.stages else 'epoch'); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            self._mark_stages(ax, 2)
         return fig
 
 # %% ../nbs/31_metrics.ipynb #06287d6e
+class _TextTable:
+    "The epoch table alone, in plain aligned lines: what a fit prints where stdout is not a terminal (a log file, a pipe)."
+    def __init__(self): self.widths = None
+    def update(self, val: int): pass
+    def on_iter_end(self): pass
+    def write(self, line: list[str], table: bool = True):
+        if self.widths is None: self.widths = [max(8, len(t)) for t in line]
+        print('  '.join(t.ljust(w) for t, w in zip(line, self.widths)).rstrip(), flush=True)
+
 class ProgressCallback(Callback):
     "Show a master bar over epochs, a bar over batches, and a table of each epoch's results (fastprogress)."
     order = 55         # after the recorder (it shows the recorder's numbers), before early stopping cancels a fit
@@ -259,8 +293,9 @@ class ProgressCallback(Callback):
         self._master, self._bar = (ConsoleMasterBar, ConsoleProgressBar) if console else (master_bar, progress_bar)
 
     def before_fit(self):
-        self.mbar = self._master(range(self.learn.n_epoch))
-        self.mbar.on_iter_begin()
+        plain = self._master is ConsoleMasterBar and not _fp.printing()    # stdout is a file or a pipe: the table, no bar frames
+        self.mbar = _TextTable() if plain else self._master(range(self.learn.n_epoch))
+        self.mbar.update(0)            # starts the bar: one display in a notebook, which the table then fills
         self.mbar.write(self.learn.recorder.metric_names, table=True)
         self._last_comment = 0.
 
@@ -269,7 +304,7 @@ class ProgressCallback(Callback):
     def before_train(self): self._launch()
     def before_validate(self): self._launch()
     def _launch(self):
-        if self.mbar is None: return       # validate() or get_preds() outside a fit: no bar
+        if self.mbar is None or isinstance(self.mbar, _TextTable): return   # validate() or get_preds() outside a fit; no terminal
         self.pbar = self._bar(range(self.learn.n_iter), parent=self.mbar, leave=False)
         self.pbar.update(0)
 

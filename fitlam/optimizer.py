@@ -8,6 +8,7 @@ import math
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -95,7 +96,9 @@ def _check_lr(lr, what: str = 'lr') -> float:
 
 def _check_epochs(n, what: str = 'n_epoch') -> int:
     "`n` as an int, or a `FitlamError`: a number of epochs is a whole number >= 0."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0: raise FitlamError(f'{what}={n!r}: expected a whole number of epochs >= 0')
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        hint = f' (did you mean lr={n!r}? the epochs come first, then the learning rate)' if isinstance(n, float) and 0 < n < 1 else ''
+        raise FitlamError(f'{what}={n!r}: expected a whole number of epochs >= 0{hint}')
     return int(n)
 
 def discriminative_lrs(lr: float, n_groups: int, lr_factor: float = 2.6) -> list[float]:
@@ -151,3 +154,10 @@ class ParamGroups:
         self.frozen_idx = idx
         for i, ps in enumerate(self.layer_groups):
             for p in ps: p.requires_grad_(i >= idx or (self.train_bn and id(p) in self._norm_ids))
+
+    def summary(self) -> pd.DataFrame:
+        "One row per layer group: its modules, parameters, how many of them train now (the frozen ones: none, but norms with `train_bn`) and its LR."
+        owner = {id(p): n.rsplit('.', 1)[0] for n, p in self.model.named_parameters()}
+        return pd.DataFrame([dict(modules=', '.join(dict.fromkeys(owner.get(id(p), '?') for p in ps)), params=sum(p.numel() for p in ps),
+                                  trainable=sum(p.numel() for p in ps if p.requires_grad), lr=self.lrs[i])
+                             for i, ps in enumerate(self.layer_groups)]).rename_axis('group')

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, atomic_save, listify, set_seed
+from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, atomic_save, listify, set_seed
 from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
 from .vocab import Vocab
@@ -25,9 +25,9 @@ from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier
 from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder,
                                       save_model)
-from .learner import Learner
-from .optimizer import resolve_lrs, ulmfit_adam
-from .checkpoint import load_file, run_stages
+from .learner import Learner, fit_stages, _check_fine_tune_lr
+from .optimizer import resolve_lrs, ulmfit_adam, _check_epochs, _check_lr
+from .checkpoint import load_file
 from .metrics import Accuracy, AccuracyMulti, Perplexity
 from .training import GradientClip, RNNRegularizer
 from .callback import Callback
@@ -110,6 +110,10 @@ class TextLearner(Learner):
         "`save`/`save_checkpoint` record the vocab (its fingerprint) and the direction: `load` refuses weights of another vocab or direction."
         return {'vocab': self.vocab.fingerprint(), 'backwards': self.backwards}
 
+    def export(self, fname='export.pth') -> Path:
+        "Write everything needed to predict (config, vocab, tokenizer settings, classes, weights) to `path/fname` (or the `Path` `fname`), atomically, with no pickled code; `load_learner` reads it back."
+        return export_learner(self, fname if isinstance(fname, Path) else self.path/fname)
+
     def save_encoder(self, name) -> Path:
         "Save the encoder (embedding + LSTMs) with the vocab and the direction to `path/model_dir/name.pth` (or the `Path` `name`)."
         return save_encoder(self._file(name), self.model, self.vocab, self.backwards)
@@ -123,7 +127,7 @@ class TextLearner(Learner):
     def int8(self) -> bool: return self.model.encoder.int8
 
     def to_int8(self) -> TextLearner:
-        "Predict with int8 LSTM weights (torch's dynamic quantization; CPU only, inference only): ~2x the float32 docs/s at 400/1152/3, probabilities within ~1e-2."
+        "Predict with int8 LSTM weights (torch's dynamic quantization; CPU only, inference only): faster than float32 (docs/benchmarks.md, Prediction), probabilities within ~1e-2."
         if self.device.type != 'cpu': raise FitlamError(f'to_int8: int8 LSTMs run on the CPU only; this learner is on {self.device} '
                                                         "(load_learner(path, device='cpu', int8=True))")
         self.model.eval()
@@ -179,32 +183,25 @@ class LMLearner(TextLearner):
         self.fuse_loss = fuse_loss
 
     @property
-    def fuse_loss(self) -> bool: return bool(self.cbs.of_type(FusedLMLoss))
+    def fuse_loss(self) -> bool:
+        "Whether the LM trains with the decoder and the loss in one pass (a `FusedLMLoss` callback is on)."
+        return bool(self.cbs.of_type(FusedLMLoss))
     @fuse_loss.setter
     def fuse_loss(self, on: bool):
         for cb in self.cbs.of_type(FusedLMLoss): self.remove_cb(cb)
         if on: self.add_cb(FusedLMLoss())
 
-    def fine_tune(self, epochs: int = 1, lr: float = ULMFIT_LM_LR, lr_factor: float = ULMFIT_LR_FACTOR, freeze_epochs: int = 0,
-                  freeze_lr: float | None = None, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
-                  checkpoint=None, resume=None) -> pd.DataFrame:
-        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+    def fine_tune(self, epochs: int = 1, lr: float | Sequence[float] = ULMFIT_LM_LR, *, freeze_epochs: int = 0,
+                  freeze_lr: float | None = None, lr_factor: float = ULMFIT_LR_FACTOR, cut_frac: float = 0.1, ratio: float = 32.,
+                  cbs=None, verbose: bool = True, checkpoint=None, resume=None) -> pd.DataFrame:
+        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only (at `freeze_lr`, default 10x the top group's); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')
-        stlr = dict(cut_frac=cut_frac, ratio=ratio)
-        lr0 = freeze_lr if freeze_lr is not None else 10 * (float(lr[-1]) if np.ndim(lr) else lr)   # a list: 10x its top group's
-        lrs = resolve_lrs(lr, len(self.layer_groups), lr_factor if np.ndim(lr) == 0 else None)     # a list: one LR per group, as given
-        def frozen(checkpoint_cb):
-            self.freeze()
-            if verbose: print(f'LM fine-tuning, frozen: layer group {len(self.layer_groups) - 1} (embedding + decoder) '
-                              f'for {freeze_epochs} epoch(s), lr {lr0:.3g}')
-            self.fit_stlr(freeze_epochs, lr=lr0, cbs=[*listify(cbs), checkpoint_cb], **stlr)
-        def all_layers(checkpoint_cb):
-            self.unfreeze()
-            if verbose: print(f'LM fine-tuning: all {len(lrs)} layer groups for {epochs} epoch(s), lrs {[float(f"{v:.3g}") for v in lrs]}')
-            self.fit_stlr(epochs, lr=lrs, cbs=[*listify(cbs), checkpoint_cb], **stlr)
-        plan = dict(recipe='lm_fine_tuning', epochs=epochs, lrs=[float(v) for v in lrs], freeze_epochs=freeze_epochs, freeze_lr=float(lr0),
-                    cut_frac=cut_frac, ratio=ratio)
-        return run_stages(self, ([('frozen', frozen)] if freeze_epochs else []) + [('all', all_layers)], plan, checkpoint, resume, verbose)
+        n = len(self.layer_groups)
+        lrs = resolve_lrs(lr if np.ndim(lr) else _check_fine_tune_lr(lr), n, lr_factor if np.ndim(lr) == 0 else None)  # a list: one LR per group
+        lr0 = _check_lr(freeze_lr if freeze_lr is not None else 10 * lrs[-1], 'freeze_lr')
+        stages = ([('frozen', 1, _check_epochs(freeze_epochs, 'freeze_epochs'), [lr0] * n)] if freeze_epochs else []) + \
+                 [('all', n, _check_epochs(epochs, 'epochs'), lrs)]
+        return fit_stages(self, stages, Learner.fit_stlr, cbs, verbose, checkpoint, resume, dict(cut_frac=cut_frac, ratio=ratio))
 
     def save_lm(self, name) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
@@ -279,12 +276,12 @@ class ClassifierLearner(TextLearner):
         super().__init__(data, model, loss_func, vocab, tokenizer, **kwargs)
         self.classes, self.multi_label = list(classes), multi_label
 
-    def fine_tune(self, epochs: int | Sequence[int] = 1, final_epochs: int | None = None, lr: float | Sequence[float] = ULMFIT_CLAS_LR,
+    def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, final_epochs: int | None = None,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, cut_frac: float = 0.1,
                   ratio: float = 32., cbs=None, verbose: bool = True, checkpoint=None, resume=None) -> pd.DataFrame:
         "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')    # before the freezing
-        return super().fine_tune(epochs, final_epochs=final_epochs, lr=lr, lr_factor=lr_factor, stages=stages, cbs=cbs,
+        return super().fine_tune(epochs, lr, final_epochs=final_epochs, lr_factor=lr_factor, stages=stages, cbs=cbs,
                                  verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac, ratio=ratio)
 
     def _loader(self, texts, bs: int | None) -> ClasLoader:
@@ -299,7 +296,7 @@ class ClassifierLearner(TextLearner):
         docs, labels = dl.docs.subset(np.arange(n)), dl.labels[:n]
         probs, _ = self.get_preds(dl=ClasLoader(docs, labels, bs=max(n, 1), shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards))
         preds = [self._to_pred(p, thresh) for p in probs]
-        return pd.DataFrame({'text': [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)],
+        return TextFrame({'text': [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)],
                              'actual': _label_names(labels, self.classes, self.multi_label),
                              'predicted': [';'.join(map(str, p.label)) if self.multi_label else p.label for p in preds],
                              'probability': [float(p.probs.max()) for p in preds]})          # the most probable class's
@@ -326,16 +323,12 @@ class ClassifierLearner(TextLearner):
                               'train it again with a lower learning rate')
         return probs
 
-    def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = True, bs: int | None = None):
+    def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = True, bs: int | None = None, **kwargs):
         "As `Learner.get_preds`; `dl` may also be a DataFrame (or CSV path) with the text (and label) columns, or a list of texts: then results come in the input order."
         if isinstance(dl, (pd.DataFrame, str, Path)) and hasattr(self.data, 'test_dl'):
             dl, reorder = self.data.test_dl(dl, bs=bs, with_labels=None), True       # labels where the columns are there
         elif isinstance(dl, (list, tuple, pd.Series)): dl, reorder = self._loader(list(dl), bs), True
-        return super().get_preds(dl=dl, with_loss=with_loss, activation=activation, reorder=reorder)
-
-    def export(self, fname='export.pth') -> Path:
-        "Write everything needed to predict (config, vocab, tokenizer settings, classes, weights) to `path/fname` (or the `Path` `fname`), atomically, with no pickled code."
-        return export_learner(self, fname if isinstance(fname, Path) else self.path/fname)
+        return super().get_preds(dl=dl, with_loss=with_loss, activation=activation, reorder=reorder, **kwargs)
 
 def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | None = None, encoder=None, drop_mult: float = 0.5,
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
@@ -360,16 +353,17 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
 # %% ../nbs/40_text_learner.ipynb #b9e8f209
 EXPORT_FORMAT, EXPORT_VERSION = 'fitlam.learner', 1
 
-def export_learner(learn: ClassifierLearner, path) -> Path:
+def export_learner(learn: TextLearner, path) -> Path:
     "Write `learn`'s model and what `predict` needs to `path`, atomically (plain data: loadable with `weights_only=True`)."
     m = learn.model
     _check_finite(m.state_dict(), 'export')
-    state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION, kind='classifier', config=m.config.to_dict(), itos=list(learn.vocab.itos),
-                 model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
-                 tokenizer=learn.tokenizer.to_config(), classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
-                 backwards=learn.backwards, bs=int(getattr(learn.data, 'bs', 64) or 64),
-                 columns={k: getattr(learn.data, k) for k in _COLUMNS if hasattr(learn.data, k)},
-                 state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
+    state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION, kind='lm' if isinstance(m, LanguageModel) else 'classifier',
+                 config=m.config.to_dict(), itos=list(learn.vocab.itos), tokenizer=learn.tokenizer.to_config(), backwards=learn.backwards,
+                 bs=int(getattr(learn.data, 'bs', 64) or 64), state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
+    if state['kind'] == 'classifier':
+        state.update(model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
+                     classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
+                     columns={k: getattr(learn.data, k) for k in _COLUMNS if hasattr(learn.data, k)})
     path = Path(path)
     atomic_save(state, path)
     return path
@@ -404,30 +398,38 @@ class _InferenceData:
         dl.labels = labels
         return dl
 
-def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, trust_rules: bool = False) -> ClassifierLearner:
-    "Rebuild a classifier learner written by `export` (on the CPU by default) that predicts with no training data present; `int8`: see `to_int8`; `bf16`: autocast; `trust_rules`: import tokenizer rules other than fitlam's (code the file names)."
+def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, trust_rules: bool = False) -> TextLearner:
+    "Rebuild a learner written by `export` (on the CPU by default) that predicts with no training data present (a classifier: labels; an LM: text); `int8`: see `to_int8`; `bf16`: autocast; `trust_rules`: import tokenizer rules other than fitlam's (code the file names)."
     if not isinstance(path, (str, Path)): raise FitlamError(f'load_learner: path is a {type(path).__name__}, expected a file path')
     path = Path(path)
     state = load_file(path, kinds=(EXPORT_FORMAT,))
-    missing = [k for k in ('config', 'itos', 'model', 'tokenizer', 'classes', 'state_dict') if k not in state]
+    kind = state.get('kind', 'classifier')
+    if kind not in ('classifier', 'lm'): raise FitlamError(f"{path}: an export of kind {kind!r:.40}; expected 'classifier' or 'lm'")
+    missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
-    bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple))) if not isinstance(state[k], t)]
+    bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)))
+           if k in state and not isinstance(state[k], t)]
     if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
     if state.get('version', 1) > EXPORT_VERSION:
         raise FitlamError(f"{path}: an export of version {state['version']}, newer than this fitlam reads ({EXPORT_VERSION}); upgrade fitlam")
-    if not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class'):
+    if kind == 'classifier' and (not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class')):
         raise FitlamError(f"{path}: the classes ({state['classes']!r:.80}) do not match the model's {state['model'].get('n_class')} outputs")
     vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules)
     try: config = AWDLSTMConfig(**state['config'])
     except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None
     _check_finite(state['state_dict'], f'{path}: the exported weights')
-    model = build_checked(lambda: TextClassifier(len(vocab), config=config, **state['model']), state['state_dict'], path)
-    model.load_state_dict(state['state_dict'])
-    data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False), **state.get('columns', {}))
-    multi = state.get('multi_label', False)
-    learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,
-                              state['classes'], multi_label=multi, device=device,
-                              bf16=bf16, progress=False)
+    if kind == 'lm':
+        model = build_checked(lambda: LanguageModel(len(vocab), config), state['state_dict'], path)
+        model.load_state_dict(state['state_dict'])
+        data = _InferenceData(vocab, tokenizer, [], state.get('bs', 64), state.get('backwards', False))
+        learn = LMLearner(data, model, lm_cross_entropy, vocab, tokenizer, device=device, bf16=bf16, progress=False)
+    else:
+        model = build_checked(lambda: TextClassifier(len(vocab), config=config, **state['model']), state['state_dict'], path)
+        model.load_state_dict(state['state_dict'])
+        data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False), **state.get('columns', {}))
+        multi = state.get('multi_label', False)
+        learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,
+                                  state['classes'], multi_label=multi, device=device, bf16=bf16, progress=False)
     learn.model.eval()
     return learn.to_int8() if int8 else learn
 

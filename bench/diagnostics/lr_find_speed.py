@@ -7,10 +7,13 @@ first 6,000 paragraphs. Prints the gaps between batches, the whole-test estimate
 uses) and the fit's speed.
 
     FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py     # ~5 min on 2 cores; the tokenization is cached
+    FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py --compare --no-fit   # with and without flushing denormals
 """
-import sys, time
+import argparse, contextlib, sys, time
+from unittest import mock
 
 import numpy as np
+import fitlam.learner
 from fitlam.callback import Callback
 from fitlam.core import set_seed
 from fitlam.data import TextLMDataBunch
@@ -24,6 +27,10 @@ class Stamps(Callback):
         if self.learn.training: self.stamps.append(time.perf_counter()); self.tokens.append(self.learn.xb.numel())
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--compare', action='store_true', help='also run the range test without flushing denormals, for the before/after')
+    ap.add_argument('--no-fit', action='store_true', help='skip the fit_one_cycle speed check')
+    a = ap.parse_args()
     root = fitlam_data()
     if root is None: sys.exit('set FITLAM_DATA to the folder with gutenberg/ and wikitext2/')
     t = time.perf_counter()
@@ -33,14 +40,20 @@ def main():
     config = AWDLSTMConfig(**{**FASTAI_LM_CONFIG.to_dict(), 'emb_sz': 200, 'n_hid': 512, 'n_layers': 2})
     set_seed(42)
     learn = language_model_learner(data, config=config, drop_mult=0.3, progress=False)
-    s = Stamps(); t = time.perf_counter()
-    with learn.added_cbs(s): learn.lr_find(num_it=50)
-    whole = time.perf_counter() - t
-    st, tk = np.array(s.stamps), np.array(s.tokens)
-    print(f'lr_find {whole:.1f} s; first batch ends {st[0] - s.t0:.1f} s after the fit starts')
-    print('batch gaps (s):', np.round(np.diff(st), 2).tolist())
-    print(f'tokens/s: whole test {tk.sum() / whole:,.0f}; batch to batch after 10 {tk[11:].sum() / (st[-1] - st[10]):,.0f}; '
-          f'median batch {np.median(tk[1:] / np.diff(st)):,.0f}')
+    for mode in (['flush', 'keep'] if a.compare else ['flush']):
+        # 'keep': the range test as it runs without flushing denormal floats to zero (fitlam flushes them during lr_find)
+        ctx = contextlib.nullcontext if mode == 'keep' else fitlam.learner._flushed_denormals
+        with mock.patch.object(fitlam.learner, '_flushed_denormals', ctx):
+            s = Stamps(); t = time.perf_counter()
+            with learn.added_cbs(s): res = learn.lr_find(num_it=50)
+            whole = time.perf_counter() - t
+        st, tk = np.array(s.stamps), np.array(s.tokens)
+        gaps = np.diff(st)
+        print(f'[{mode} denormals] lr_find {whole:.1f} s over {len(st)} batches; first batch ends {st[0] - s.t0:.1f} s after the fit starts; '
+              f'median batch {np.median(gaps):.2f} s, the last 12: {np.round(gaps[-12:], 2).tolist()}; suggestion {res.valley:.2e}')
+        print(f'  tokens/s: whole test {tk.sum() / whole:,.0f}; batch to batch after 10 {tk[11:].sum() / (st[-1] - st[10]):,.0f}; '
+              f'median batch {np.median(tk[1:] / gaps):,.0f}')
+    if a.no_fit: return
     keep = np.arange(min(6000, len(data.train_dl.docs)))
     learn.data = TextLMDataBunch(data.train_dl.docs.subset(keep), data.valid_dl.docs, data.vocab, data.tokenizer, bs=64, bptt=70, seed=42)
     n = learn.data.train_dl.n_tokens; t = time.perf_counter(); learn.fit_one_cycle(1, lr=5e-3); dt = time.perf_counter() - t
