@@ -26,6 +26,7 @@ from .learner import *
 from .training import *
 from .text_learner import *
 from .interpret import *
+from .baseline import *
 from .distributed import *
 
 # %% ../nbs/99_all.ipynb #a990bc70

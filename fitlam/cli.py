@@ -23,6 +23,7 @@ from .models.pretrained import read_checkpoint
 from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
                                  pretrain_lm, text_classifier_learner, ulmfit, _checkpoint_file)
 from .interpret import ClassificationInterpretation
+from .baseline import baseline
 
 # %% auto #0
 __all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'build_parser', 'main',
@@ -78,6 +79,14 @@ def _final(learn, saved: str):
     nums = '  '.join(f'{k.replace("_", " ")} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'time', 'stage') and isinstance(v, float))
     print(f'{nums}; {saved}' if nums else saved)
 
+def _yardstick(data, error: float) -> dict:
+    "Print the bag-of-words yardstick's error beside the classifier's `error` (or how to get it); its numbers for the report."
+    try: y = baseline(data)
+    except FitlamError as e: print(f'(no bag-of-words yardstick: {e})'); return {}
+    verdict = 'beats it' if error < y.error else 'does not beat it'
+    print(f'{y}\nthe classifier ({error:.2%}) {verdict} by {abs(y.error - error) * 100:.2f} points')
+    return dict(baseline_error=y.error, baseline_C=y.C)
+
 def _lm_size(learn) -> dict:
     "The number of documents and tokens the LM trained and validated on."
     tr, va = learn.data.train_dl, learn.data.valid_dl
@@ -131,8 +140,9 @@ def cmd_train_clas(args) -> dict:
     metrics = learn.validate()
     print(f"valid accuracy {metrics['accuracy']:.4f}  error {1 - metrics['accuracy']:.4f}  ({len(data.valid_dl.docs)} texts); "
           f"exported the classifier to {model}")
+    yardstick = _yardstick(data, 1 - metrics['accuracy'])
     return _write_report(out, 'train-clas', learn, model=str(model), encoder=str(args.encoder), classes=list(data.classes),
-                         valid_accuracy=metrics['accuracy'], valid_error=1 - metrics['accuracy'],
+                         valid_accuracy=metrics['accuracy'], valid_error=1 - metrics['accuracy'], **yardstick,
                          wall_s=round(time.perf_counter() - t0, 1))
 
 def cmd_predict(args) -> pd.DataFrame:
@@ -196,13 +206,14 @@ def cmd_demo(args) -> dict:
                   path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
                   timings=timings)
     acc = clas.validate()['accuracy']
+    yardstick = _yardstick(clas.data, 1 - acc)
     model = clas.export()
     _save_fig(ClassificationInterpretation.from_learner(clas).plot_confusion_matrix(), out/'confusion.png')
     wall = round(time.perf_counter() - t0, 1)
     print(f'\nTREC-6 valid accuracy {acc:.4f} (error {1 - acc:.2%}) on {len(valid)} questions; pretrained on {source}; '
           f'{wall:.0f} s in all {timings}')
     print(f'model: {model}  (try: fitlam predict --model {model} --text "Who wrote Hamlet?")')
-    return _write_report(out, 'demo', clas, valid_accuracy=acc, valid_error=1 - acc, pretrained_on=source, timings=timings,
+    return _write_report(out, 'demo', clas, valid_accuracy=acc, valid_error=1 - acc, **yardstick, pretrained_on=source, timings=timings,
                          wall_s=wall, model=str(model))
 
 # %% ../nbs/50_cli.ipynb #99273707

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #94b6d4b2
 from __future__ import annotations
-import os, random, shutil, tempfile, time, zipfile
+import os, random, shutil, sys, tempfile, time, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,9 +14,9 @@ import torch
 
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'SPECIAL_TOKENS', 'TMP_SUFFIX',
-           'FitlamError', 'refuse_fastai_args', 'TextFrame', 'set_seed', 'get_rng_states', 'set_rng_states',
-           'default_device', 'to_device', 'clean_stale', 'atomic_write', 'TempDir', 'check_state_fits', 'atomic_save',
-           'load_checked', 'listify', 'num_threads', 'trim_heap']
+           'FitlamError', 'refuse_fastai_args', 'TextFrame', 'bars_shown', 'set_seed', 'get_rng_states',
+           'set_rng_states', 'default_device', 'to_device', 'clean_stale', 'atomic_write', 'TempDir',
+           'check_state_fits', 'atomic_save', 'load_checked', 'listify', 'num_threads', 'trim_heap']
 
 # %% ../nbs/00_core.ipynb #d24ba969
 UNK   = 'xxunk'   # a word outside the vocab
@@ -50,6 +50,12 @@ class TextFrame(pd.DataFrame):
         with pd.option_context('display.max_colwidth', None): return super()._repr_html_()
     def __repr__(self):
         with pd.option_context('display.max_colwidth', None): return super().__repr__()
+
+# %% ../nbs/00_core.ipynb #1d5d4267
+def bars_shown() -> bool:
+    "Whether to draw progress bars: in a notebook, or where stdout is a terminal; never with fastprogress' `NO_BAR`."
+    import fastprogress.fastprogress as fp       # here: it pulls in an HTML toolkit
+    return not fp.NO_BAR and (fp.IN_NOTEBOOK or (hasattr(sys.stdout, 'isatty') and sys.stdout.isatty()))
 
 # %% ../nbs/00_core.ipynb #bb494d07
 def set_seed(seed: int, deterministic: bool = False) -> int:

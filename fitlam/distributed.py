@@ -422,7 +422,7 @@ class DistributedTrainer(Callback):
     # -- epochs ------------------------------------------------------------------------------------
     def after_train(self):
         if not self.active: return
-        self.learn.recorder.train_loss = float(self.train_sum) / self.train_n if self.train_n else float('nan')
+        self.learn.recorder.override(train_loss=float(self.train_sum) / self.train_n if self.train_n else float('nan'))
         self._sync_buffers()       # with SyncBatchNorm they are equal already; without, validation uses rank 0's
 
     def after_cancel_validate(self):
@@ -441,7 +441,7 @@ class DistributedTrainer(Callback):
                 local = getattr(m, k, None)
                 if torch.is_tensor(merged) and torch.is_tensor(local): merged = merged.to(local.device)
                 setattr(m, k, merged)
-        learn.recorder.last_valid = {'valid_loss': total / n, **{m.name: m.value for m in learn.metrics}} if n else {}
+        learn.recorder.override(valid={'valid_loss': total / n, **{m.name: m.value for m in learn.metrics}} if n else {})
 
 # %% ../nbs/60_distributed.ipynb #00023374
 @contextmanager

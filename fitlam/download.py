@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import pandas as pd
 from fastprogress.fastprogress import progress_bar
 
-from .core import TMP_SUFFIX, UNK, FitlamError, TempDir, atomic_write
+from .core import TMP_SUFFIX, UNK, FitlamError, TempDir, atomic_write, bars_shown
 from .csvio import csv_records, read_csv
 from .corpus import IterSource
 
@@ -140,7 +140,7 @@ def _fetch(remote: Remote, path: Path, progress: bool = True) -> Path:
         announced = int(resp.headers.get('Content-Length') or 0) or None
         total, h, n = announced or remote.size, _Hashes(remote.md5_bytes), 0
         # the bar counts MiB and is updated by hand: iterating through it would stop at its `total`
-        bar = progress_bar(range(0), total=-(-total // MiB) if total else 'noinfer') if progress else None
+        bar = progress_bar(range(0), total=-(-total // MiB) if total else 'noinfer') if progress and bars_shown() else None
         if bar: bar.comment = remote.fname; bar.update(0)
         try:
             for chunk in iter(lambda: resp.read(MiB), b''):

@@ -10,12 +10,11 @@ from typing import Callable
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import fastprogress.fastprogress as _fp
 from fastprogress.fastprogress import ConsoleMasterBar, ConsoleProgressBar, format_time, master_bar, progress_bar
 import numpy as np
 from matplotlib.figure import Figure
 
-from .core import FitlamError
+from .core import FitlamError, bars_shown
 from .callback import Callback, get_hyper
 
 # %% auto #0
@@ -182,6 +181,11 @@ class Recorder(Callback):
         self.rows.append({'epoch': self.learn.epoch, 'train_loss': self.train_loss, **valid, 'time': time.time() - self.epoch_start})
         self.last_valid = {}
 
+    def override(self, train_loss: float | None = None, valid: dict | None = None):
+        "Report `train_loss` and the `valid` numbers (`valid_loss` and the metrics) for this epoch instead of the recorder's own: for a callback that reduces them over processes (DDP's)."
+        if train_loss is not None: self.train_loss = float(train_loss)
+        if valid is not None: self.last_valid = dict(valid)
+
     def _flush(self):
         "Read the losses recorded since the last flush back from the device, in one transfer."
         k = self._flushed
@@ -293,7 +297,7 @@ class ProgressCallback(Callback):
         self._master, self._bar = (ConsoleMasterBar, ConsoleProgressBar) if console else (master_bar, progress_bar)
 
     def before_fit(self):
-        plain = self._master is ConsoleMasterBar and not _fp.printing()    # stdout is a file or a pipe: the table, no bar frames
+        plain = self._master is ConsoleMasterBar and not bars_shown()     # stdout is a file or a pipe: the table, no bar frames
         self.mbar = _TextTable() if plain else self._master(range(self.learn.n_epoch))
         self.mbar.update(0)            # starts the bar: one display in a notebook, which the table then fills
         self.mbar.write(self.learn.recorder.metric_names, table=True)

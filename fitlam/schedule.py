@@ -125,7 +125,7 @@ class LRFinder(Callback):
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, max(num_it, 6), stop_div
 
     def before_fit(self):
-        self.lrs, self.losses, self.best = [], [], float('inf')
+        self.lrs, self.losses, self.raw, self.best, self.settled = [], [], [], float('inf'), float('inf')
         base = self.learn.lrs
         self.ratios = [b / base[-1] for b in base]      # keep the discriminative ratios between groups
 
@@ -136,10 +136,13 @@ class LRFinder(Callback):
 
     def after_batch(self):
         if not self.learn.training: return
-        loss = float(self.learn.smooth_loss)
-        self.lrs.append(self.lr); self.losses.append(loss)
+        loss, raw = float(self.learn.smooth_loss), float(self.learn.loss)
+        self.lrs.append(self.lr); self.losses.append(loss); self.raw.append(raw)
         self.best = min(self.best, loss)
-        if self.stop_div and (math.isnan(loss) or loss > 4 * self.best): raise CancelFitException()
+        if self.learn.train_iter >= self.num_it // 10: self.settled = min(self.settled, loss)    # past the first, noisy tenth
+        # the smoothed loss lags ~50 batches behind: the batches' own losses (three in a row, against noise) stop a blow-up sooner
+        blown = len(self.raw) >= 3 and sum(self.raw[-3:]) / 3 > 4 * self.settled
+        if self.stop_div and (not math.isfinite(loss) or loss > 4 * self.best or not math.isfinite(raw) or blown): raise CancelFitException()
         if self.learn.train_iter + 1 >= self.num_it: raise CancelFitException()
 
     def before_validate(self): raise CancelValidateException()

@@ -28,6 +28,7 @@ from .models.pretrained import (build_checked, load_encoder, load_pretrained, re
 from .learner import Learner, fit_stages, _check_fine_tune_lr
 from .optimizer import resolve_lrs, ulmfit_adam, _check_epochs, _check_lr
 from .checkpoint import load_file
+from .baseline import Yardstick, baseline
 from .metrics import Accuracy, AccuracyMulti, Perplexity
 from .training import GradientClip, RNNRegularizer
 from .callback import Callback
@@ -283,6 +284,10 @@ class ClassifierLearner(TextLearner):
         self._check_trainable('fine_tune')    # before the freezing
         return super().fine_tune(epochs, lr, final_epochs=final_epochs, lr_factor=lr_factor, stages=stages, cbs=cbs,
                                  verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac, ratio=ratio)
+
+    def baseline(self, **kwargs) -> Yardstick:
+        "The bag-of-words yardstick on this learner's data (`fitlam.baseline.baseline`): the error to beat."
+        return baseline(self.data, **kwargs)
 
     def _loader(self, texts, bs: int | None) -> ClasLoader:
         return texts_to_loader(texts, self.tokenizer, self.vocab, bs=bs or getattr(self.data, 'bs', 64), backwards=self.backwards,

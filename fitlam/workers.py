@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .core import FitlamError
+from .core import FitlamError, bars_shown
 from .tokenizer import Tokenizer, _Encoder
 
 # %% auto #0
@@ -212,7 +212,7 @@ class _Progress:
     "A fastprogress bar counted in MB of text, shown only for long work (more than `min_total` characters)."
     def __init__(self, total: int | None, min_total: int = 4_000_000):
         self.pb, self.done = None, 0
-        if total and total > min_total:
+        if total and total > min_total and bars_shown():
             from fastprogress.fastprogress import progress_bar   # imported here: it pulls in an HTML toolkit
             self.pb = progress_bar(range(total // 1_000_000), leave=False)
             self.pb.update(0)

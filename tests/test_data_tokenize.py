@@ -9,7 +9,7 @@ import pytest
 import fitlam.tokenizer as T
 import fitlam.workers as W
 from fitlam.core import FitlamError
-from fitlam.corpus import ListSource, CSVSource, FileSource, LineSource, tokenize_corpus
+from fitlam.corpus import CSVSource, FileSource, LineSource, tokenize_corpus
 from fitlam.tokenizer import (Tokenizer, fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps,
                               replace_maj, lowercase, replace_space)
 from fitlam.testing import synth_corpus, tricky_texts
@@ -70,11 +70,6 @@ def test_fast_path_is_the_plain_path_on_imdb(imdb_texts):
     fast = tok.tokenize(imdb_texts)
     assert fast == [tok.reference(t) for t in imdb_texts]
     assert sum(map(len, fast)) > 800_000                        # it did tokenize real reviews
-
-
-def test_small_cache_does_not_change_tokens():
-    texts = tricky_texts(600, seed=5)
-    assert Tokenizer(max_cache=100).tokenize(texts) == Tokenizer().tokenize(texts)
 
 
 def test_workers_give_the_parents_tokens(tmp_path):

@@ -1,5 +1,5 @@
 "The docs site (tools/build_docs.py, saved outputs only): module pages show no nbdev directives and do show each public function's and class's signature."
-import html, importlib, inspect, json, re, sys
+import html, importlib, inspect, re, sys
 from pathlib import Path
 
 import pytest

@@ -196,13 +196,6 @@ def test_zip_archives_work(fake, tmp_path):
     assert path == tmp_path/'d'/'notes' and files_in(path) == ['a.txt', 'b/c.txt']
 
 
-def test_weights_archive_must_hold_pth_and_pkl(fake, monkeypatch):
-    assert sorted(p.suffix for p in download('wt103_fwd', progress=False).iterdir()) == ['.pkl', '.pth']
-    monkeypatch.setitem(REGISTRY, 'wt103_bwd', replace(REGISTRY['wt103_bwd'], remotes=fake.entries['ag_news'].remotes))
-    with pytest.raises(FitlamError, match=r"no '\*\.pth' in the download"): download('wt103_bwd', progress=False)
-    assert not (fake.home/'data'/'wt103_bwd').exists()
-
-
 def test_unknown_names_list_the_known_ones(env):
     with pytest.raises(FitlamError, match=r"unknown dataset or weights 'imbd'; known: \['ag_news', 'dbpedia', 'imdb'"): download('imbd')
     with pytest.raises(FitlamError, match=r"dataset 'imbd' unknown; known: \['ag_news', 'dbpedia', 'imdb', 'trec6', 'yelp_full'"):

@@ -1,6 +1,6 @@
 """Faults and bad input, tried as an attacker or a full disk would: each test names the silent wrong result or the lost
 work it guards against. docs/reliability.md lists them, with what fitlam does now."""
-import json, os, signal, subprocess, sys, textwrap, time
+import os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from fitlam.data import TextClasDataBunch, TextLMDataBunch
 from fitlam.download import download
 from fitlam.learner import Learner
 from fitlam.models.awdlstm import AWDLSTMConfig
-from fitlam.text_learner import language_model_learner, load_learner, text_classifier_learner
+from fitlam.text_learner import load_learner, text_classifier_learner
 from fitlam.testing import TINY_AWD, TinyNet, synth_corpus, synth_regression
 
 TINY = AWDLSTMConfig(**TINY_AWD)

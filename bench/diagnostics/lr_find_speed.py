@@ -7,19 +7,29 @@ first 6,000 paragraphs. Prints the gaps between batches, the whole-test estimate
 uses) and the fit's speed.
 
     FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py     # ~5 min on 2 cores; the tokenization is cached
-    FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py --compare --no-fit   # with and without flushing denormals
+    FITLAM_DATA=../shared/data python bench/diagnostics/lr_find_speed.py --compare --no-fit   # the range test after and before the fix
 """
-import argparse, contextlib, sys, time
+import argparse, contextlib, math, sys, time
 from unittest import mock
 
 import numpy as np
 import fitlam.learner
-from fitlam.callback import Callback
+from fitlam.callback import Callback, CancelFitException
+from fitlam.schedule import LRFinder
 from fitlam.core import set_seed
 from fitlam.data import TextLMDataBunch
 from fitlam.download import Corpus, fitlam_data, get_corpus
 from fitlam.models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from fitlam.text_learner import language_model_learner
+
+def _smoothed_only(self):
+    "LRFinder.after_batch with the stop rule on the smoothed loss alone (the 'before' of the comparison)."
+    if not self.learn.training: return
+    loss = float(self.learn.smooth_loss)
+    self.lrs.append(self.lr); self.losses.append(loss)
+    self.best = min(self.best, loss)
+    if self.stop_div and (math.isnan(loss) or loss > 4 * self.best): raise CancelFitException()
+    if self.learn.train_iter + 1 >= self.num_it: raise CancelFitException()
 
 class Stamps(Callback):
     def before_fit(self): self.t0, self.stamps, self.tokens = time.perf_counter(), [], []
@@ -28,7 +38,7 @@ class Stamps(Callback):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--compare', action='store_true', help='also run the range test without flushing denormals, for the before/after')
+    ap.add_argument('--compare', action='store_true', help='also run the range test as before the fix (denormals kept, the stop rule on the smoothed loss alone)')
     ap.add_argument('--no-fit', action='store_true', help='skip the fit_one_cycle speed check')
     a = ap.parse_args()
     root = fitlam_data()
@@ -40,16 +50,18 @@ def main():
     config = AWDLSTMConfig(**{**FASTAI_LM_CONFIG.to_dict(), 'emb_sz': 200, 'n_hid': 512, 'n_layers': 2})
     set_seed(42)
     learn = language_model_learner(data, config=config, drop_mult=0.3, progress=False)
-    for mode in (['flush', 'keep'] if a.compare else ['flush']):
-        # 'keep': the range test as it runs without flushing denormal floats to zero (fitlam flushes them during lr_find)
-        ctx = contextlib.nullcontext if mode == 'keep' else fitlam.learner._flushed_denormals
-        with mock.patch.object(fitlam.learner, '_flushed_denormals', ctx):
+    for mode in (['after', 'before'] if a.compare else ['after']):
+        # 'before': denormals kept and the stop rule on the smoothed loss alone (as fitlam's lr_find ran before the fix)
+        patches = [mock.patch.object(fitlam.learner, '_flushed_denormals', contextlib.nullcontext),
+                   mock.patch.object(LRFinder, 'after_batch', _smoothed_only)] if mode == 'before' else []
+        with contextlib.ExitStack() as stack:
+            for p in patches: stack.enter_context(p)
             s = Stamps(); t = time.perf_counter()
             with learn.added_cbs(s): res = learn.lr_find(num_it=50)
             whole = time.perf_counter() - t
         st, tk = np.array(s.stamps), np.array(s.tokens)
         gaps = np.diff(st)
-        print(f'[{mode} denormals] lr_find {whole:.1f} s over {len(st)} batches; first batch ends {st[0] - s.t0:.1f} s after the fit starts; '
+        print(f'[{mode}] lr_find {whole:.1f} s over {len(st)} batches; first batch ends {st[0] - s.t0:.1f} s after the fit starts; '
               f'median batch {np.median(gaps):.2f} s, the last 12: {np.round(gaps[-12:], 2).tolist()}; suggestion {res.valley:.2e}')
         print(f'  tokens/s: whole test {tk.sum() / whole:,.0f}; batch to batch after 10 {tk[11:].sum() / (st[-1] - st[10]):,.0f}; '
               f'median batch {np.median(tk[1:] / gaps):,.0f}')
