@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .core import FitlamError, TextFrame
 from .data import ClasLoader
 from .metrics import figure_axes
+from .baseline import baseline
 from .text_learner import ClassifierLearner, detokenize, texts_to_loader
 
 # %% auto #0
@@ -28,6 +29,7 @@ class ClassificationInterpretation:
         self.learn, self.texts, self.probs, self.targs, self.losses = learn, list(texts), probs, targs, losses
         self.classes = list(learn.classes)
         self.preds = probs.argmax(1)
+        self.on_valid = False          # `from_learner` on the validation split: True
 
     @classmethod
     def from_learner(cls, learn: ClassifierLearner, df: pd.DataFrame | None = None, bs: int | None = None) -> ClassificationInterpretation:
@@ -43,7 +45,9 @@ class ClassificationInterpretation:
             probs, targs, losses = learn.get_preds(df, with_loss=True, bs=bs)
             texts = df[learn.data.text_cols[0]].astype(str).tolist()
         if targs is None: raise FitlamError('ClassificationInterpretation: the data has no labels')
-        return cls(learn, texts, probs, targs, losses)
+        interp = cls(learn, texts, probs, targs, losses)
+        interp.on_valid = df is None
+        return interp
 
     def confusion_matrix(self) -> np.ndarray:
         "Counts (n_classes, n_classes): row = true class, column = predicted class."
@@ -100,6 +104,14 @@ class ClassificationInterpretation:
     def print_classification_report(self, digits: int = 3):
         "Print `classification_report` (fastai's name)."
         print(self.classification_report().round(digits).to_string(na_rep=''))
+
+    def vs_baseline(self, **kwargs) -> pd.DataFrame:
+        "The classifier's validation error beside the bag-of-words yardstick's on the same split (`fitlam.baseline`; scikit-learn)."
+        if not self.on_valid: raise FitlamError('vs_baseline: this interpretation is of other data than the validation split the yardstick scores')
+        y = baseline(self.learn.data, **kwargs)
+        err = float((self.preds != self.targs).float().mean())
+        return pd.DataFrame({'error': [err, y.error], 'documents': [len(self.targs), y.n_valid]},
+                            index=['this classifier', 'TF-IDF + logistic regression']).rename_axis(f'valid split (yardstick C={y.C:g})')
 
 # %% ../nbs/41_interpret.ipynb #030cd8b5
 def _class_index(classes, target) -> int:
