@@ -32,6 +32,7 @@ def _page_text(site, stem) -> str:
 def test_module_page(site, stem, module):
     text = _page_text(site, stem)
     assert '#|' not in text, f'{stem}: an nbdev directive shows on the page'
+    assert not re.search(r'object at 0x|function \S+ at 0x', text), f'{stem}: an object repr shows on the page'
     mod = importlib.import_module(f'fitlam.{module}')
     missing = []
     for name in getattr(mod, '__all__', []):

@@ -45,11 +45,20 @@ class _Annotation(str):
     def __repr__(self): return str(self)
 
 
+def _default(v) -> str:
+    "A default value as code: a function or class by its name (`adam`, not `<function adam at 0x...>`), also inside a tuple or list."
+    if isinstance(v, (tuple, list)) and any(callable(x) for x in v):
+        inner = ', '.join(_default(x) for x in v) + (',' if isinstance(v, tuple) and len(v) == 1 else '')
+        return f'({inner})' if isinstance(v, tuple) else f'[{inner}]'
+    return getattr(v, '__name__', repr(v)) if callable(v) else repr(v)
+
+
 def signature(name: str, obj, method: bool = False) -> str:
-    "`name(parameters) -> return`, annotations as written; a method's `self` (or `cls`) left out."
+    "`name(parameters) -> return`, annotations as written, functions given as defaults by name; a method's `self` (or `cls`) left out."
     try: sig = inspect.signature(obj)
     except (TypeError, ValueError): return f'{name}(...)'
     ps = [p.replace(annotation=_Annotation(p.annotation)) if isinstance(p.annotation, str) else p for p in sig.parameters.values()]
+    ps = [p if p.default is inspect.Parameter.empty else p.replace(default=_Annotation(_default(p.default))) for p in ps]
     if method and ps and ps[0].name in ('self', 'cls'): ps = ps[1:]
     ret = _Annotation(sig.return_annotation) if isinstance(sig.return_annotation, str) else sig.return_annotation
     return f'{name}{sig.replace(parameters=ps, return_annotation=ret)}'
