@@ -28,6 +28,7 @@ def _hash_file(h, path):
     with open(path, 'rb') as f:
         while block := f.read(1 << 20): h.update(block)
 
+# %% ../nbs/12_corpus.ipynb #b3d975e8
 class ListSource:
     "Documents given in memory: a list (or pandas Series) of strings."
     kind = 'texts'
@@ -43,6 +44,7 @@ class ListSource:
     def chunks(self, chunk_chars: int) -> Iterator[tuple[str, list, int]]: return _chunk_texts(self.texts, chunk_chars)
     def __repr__(self): return f'ListSource({self.name}: {len(self)} texts)'
 
+# %% ../nbs/12_corpus.ipynb #677e9264
 class CSVSource:
     "Documents in the `text_cols` column(s) of a CSV file, one per row, streamed (every row checked by `fitlam.csvio`)."
     kind = 'texts'
@@ -75,6 +77,7 @@ class CSVSource:
     def chunks(self, chunk_chars: int): return _chunk_texts(self.texts(), chunk_chars)
     def __repr__(self): return f'CSVSource({self.path}, {self.text_cols})'
 
+# %% ../nbs/12_corpus.ipynb #ab225f07
 class FileSource:
     "Documents that are whole UTF-8 text files (read by the worker processes)."
     kind = 'files'
@@ -96,6 +99,7 @@ class FileSource:
         if cur: yield 'files', cur, n
     def __repr__(self): return f'FileSource({self.name}: {len(self)} files)'
 
+# %% ../nbs/12_corpus.ipynb #63ef7bf6
 class LineSource:
     "Documents that are the non-blank lines of UTF-8 text files (a WikiText paragraph, a sentence per line...)."
     kind = 'texts'
@@ -122,6 +126,7 @@ class LineSource:
     def chunks(self, chunk_chars: int): return _chunk_texts(self.texts(), chunk_chars)
     def __repr__(self): return f'LineSource({len(self.files)} files)'
 
+# %% ../nbs/12_corpus.ipynb #8f0d6b2e
 class IterSource:
     "Documents yielded by `texts_fn()` (called anew for each pass), streamed; `fingerprint` must identify their content."
     kind = 'texts'
@@ -163,6 +168,7 @@ def _crc32(path: Path) -> int:
 def _memmap(path: Path, dtype, n: int) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode='r', shape=(n,)) if n else np.zeros(0, dtype)
 
+# %% ../nbs/12_corpus.ipynb #609bfcd4
 class TokenizedCorpus:
     "A tokenized corpus in a cache folder: memory-mapped raw token ids and offsets, the raw vocab and its counts."
     def __init__(self, path):
@@ -225,7 +231,7 @@ class TokenizedCorpus:
         return DocIds(self.tokens, self.offsets, lut)
     def __repr__(self): return f'TokenizedCorpus({self.n_docs} docs, {self.n_tokens} tokens, {len(self.itos)} types, {self.path})'
 
-
+# %% ../nbs/12_corpus.ipynb #2528bcfb
 def _cache_key(source, tok: Tokenizer) -> str:
     from importlib.metadata import version           # spaCy's version, without importing spaCy
     import fitlam
