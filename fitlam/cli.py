@@ -104,6 +104,7 @@ def cmd_pretrain(args) -> dict:
     return _write_report(out, 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
                          vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
+# %% ../nbs/50_cli.ipynb #d1e4945e
 def cmd_finetune_lm(args) -> dict:
     "Stage 2: fine-tune a pretrained LM on the task's text (labels unused)."
     t0, out = time.perf_counter(), _check_out(args.out)
@@ -121,6 +122,7 @@ def cmd_finetune_lm(args) -> dict:
     return _write_report(out, 'finetune-lm', learn, lm=str(lm_path), encoder=str(enc_path), pretrained=str(pretrained),
                          n_texts=len(texts), vocab=len(data.vocab), wall_s=round(time.perf_counter() - t0, 1))
 
+# %% ../nbs/50_cli.ipynb #f96cf170
 def cmd_train_clas(args) -> dict:
     "Stage 3: fine-tune a classifier on the encoder with gradual unfreezing; export it."
     t0, out = time.perf_counter(), _check_out(args.out)
@@ -145,6 +147,7 @@ def cmd_train_clas(args) -> dict:
                          valid_accuracy=metrics['accuracy'], valid_error=1 - metrics['accuracy'], **yardstick,
                          wall_s=round(time.perf_counter() - t0, 1))
 
+# %% ../nbs/50_cli.ipynb #bae43276
 def cmd_predict(args) -> pd.DataFrame:
     "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier."
     if args.out: _check_out(Path(args.out).parent or '.', what=f'--out {args.out}: its folder')
@@ -158,6 +161,7 @@ def cmd_predict(args) -> pd.DataFrame:
     else: print(out[[args.text_col, 'prediction', 'probability']].to_string(index=False, max_colwidth=60))
     return out
 
+# %% ../nbs/50_cli.ipynb #bfaa45cf
 def cmd_evaluate(args) -> dict:
     "Accuracy and error rate of an exported classifier on a labelled CSV."
     learn = load_learner(args.model, trust_rules=args.trust_rules)

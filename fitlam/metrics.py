@@ -50,6 +50,7 @@ class ErrorRate(Accuracy):
     @property
     def name(self): return 'error_rate'
 
+# %% ../nbs/31_metrics.ipynb #1dcceade
 class Perplexity(Metric):
     "Compute exp of the mean cross-entropy per target token (`pred` (..., vocab) logits, `yb` (...) token ids)."
     lower_is_better = True
@@ -63,6 +64,7 @@ class Perplexity(Metric):
         mean = float(self.total_ce) / self.total
         return math.exp(mean) if mean < 709 else float('inf') if mean == mean else mean    # exp overflows past ~709: inf, not an error
 
+# %% ../nbs/31_metrics.ipynb #ece7c725
 class F1Macro(Metric):
     "Compute the unweighted mean over classes of F1 = 2TP / (2TP + FP + FN), over the classes present in the targets or predictions (as scikit-learn)."
     def reset(self): self.tp = self.fp = self.fn = None
@@ -82,6 +84,7 @@ class F1Macro(Metric):
     @property
     def name(self): return 'f1_macro'
 
+# %% ../nbs/31_metrics.ipynb #96eee2b7
 class AccuracyMulti(Metric):
     "Compute multi-label accuracy, the fraction of (item, label) pairs where `sigmoid(pred) > thresh` matches the 0/1 target."
     def __init__(self, thresh: float = 0.5, sigmoid: bool = True): self.thresh, self.sigmoid = thresh, sigmoid
@@ -95,6 +98,7 @@ class AccuracyMulti(Metric):
     @property
     def name(self): return 'accuracy_multi'
 
+# %% ../nbs/31_metrics.ipynb #a68e6480
 class AccumMetric(Metric):
     "Wrap `func(preds, targs) -> float`, called once on the concatenated (CPU) predictions and targets of all batches."
     def __init__(self, func: Callable, name: str | None = None, lower_is_better: bool = False):
