@@ -323,6 +323,7 @@ def _check_fine_tune_lr(lr) -> float:
                           f'(for the epochs of gradual unfreezing\'s last stage pass final_epochs={lr})')
     return _check_lr(lr)
 
+# %% ../nbs/35_learner.ipynb #d42394ce
 def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs, verbose: bool, checkpoint, resume, kwargs: dict) -> pd.DataFrame:
     "Train `stages`, each `(name, k, n_epoch, lrs)` the last `k` layer groups for `n_epoch` epochs at the per-group `lrs` on `schedule`, one fit each, resumable (`run_stages`)."
     n = len(learn.layer_groups)
@@ -338,6 +339,7 @@ def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs,
                 **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
     return run_stages(learn, [stage(s, *a) for s, a in enumerate(stages)], plan, checkpoint, resume, verbose)
 
+# %% ../nbs/35_learner.ipynb #20d754cb
 @contextmanager
 def _flushed_denormals():
     "Flush denormal floats to zero in the block (where the CPU can): a diverging LR range test fills its weights and Adam's moments with them, and each op on one is many times slower."

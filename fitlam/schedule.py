@@ -117,6 +117,7 @@ def steep(lrs: Sequence[float], losses: Sequence[float]) -> float:
     slopes = np.diff(losses) / np.diff(np.log(lrs))
     return float(lrs[int(np.argmin(slopes))])
 
+# %% ../nbs/32_schedule.ipynb #c0307b13
 class LRFinder(Callback):
     "Grow the LR exponentially from `start_lr` to `end_lr` over `num_it` training batches, recording the smoothed loss; stop on divergence."
     order = 60          # after the recorder, which computes the smoothed loss
@@ -147,7 +148,7 @@ class LRFinder(Callback):
 
     def before_validate(self): raise CancelValidateException()
 
-
+# %% ../nbs/32_schedule.ipynb #ab215471
 @dataclass
 class LRFindResult:
     "Hold what `Learner.lr_find` found: the LRs and smoothed losses tried, and the suggested LRs."

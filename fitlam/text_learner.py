@@ -168,6 +168,7 @@ def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
     stored = read_checkpoint(checkpoint)['config']
     return replace(base, **{k: v for k, v in stored.items() if k not in DROPOUTS})
 
+# %% ../nbs/40_text_learner.ipynb #04d8d3a7
 class FusedLMLoss(Callback):
     "While a `LanguageModel` trains with `lm_cross_entropy`, have it hand the decoder's input to the loss (`defer_decoder`): the decoder and the loss in one pass (`fitlam.models.kernels`)."
     def before_train(self): self._defer(self.learn.loss_func is lm_cross_entropy)
@@ -177,6 +178,7 @@ class FusedLMLoss(Callback):
         lm = getattr(self.learn.model, 'module', self.learn.model)                  # under DDP, the wrapped model
         if isinstance(lm, LanguageModel): lm.defer_decoder = on
 
+# %% ../nbs/40_text_learner.ipynb #74eee274
 class LMLearner(TextLearner):
     "A `TextLearner` for a language model: `fine_tune` is ULMFiT's LM fine-tuning; `predict` generates text; `fuse_loss`: train with the decoder and the loss in one pass (the `FusedLMLoss` callback)."
     def __init__(self, *args, fuse_loss: bool = True, **kwargs):
@@ -236,6 +238,7 @@ class LMLearner(TextLearner):
         all_tokens = lead + out[::-1] + body if self.backwards else tokens + out
         return detokenize(all_tokens) if decode else all_tokens
 
+# %% ../nbs/40_text_learner.ipynb #b12c8638
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
                            alpha: float = 2., beta: float = 1., clip: float | None = None, lr: float = ULMFIT_LM_LR,
                            metrics=None, **kwargs) -> LMLearner:
@@ -271,6 +274,7 @@ class Prediction(NamedTuple):
     index: int | list[int]
     probs: Tensor
 
+# %% ../nbs/40_text_learner.ipynb #cb9ca7b2
 class ClassifierLearner(TextLearner):
     "A `TextLearner` for a BPT3C classifier: `fine_tune` is ULMFiT's gradual unfreezing; `predict` classifies raw text."
     def __init__(self, data, model, loss_func, vocab, tokenizer, classes: Sequence, multi_label: bool = False, **kwargs):
@@ -335,6 +339,7 @@ class ClassifierLearner(TextLearner):
         elif isinstance(dl, (list, tuple, pd.Series)): dl, reorder = self._loader(list(dl), bs), True
         return super().get_preds(dl=dl, with_loss=with_loss, activation=activation, reorder=reorder, **kwargs)
 
+# %% ../nbs/40_text_learner.ipynb #da9bf80d
 def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | None = None, encoder=None, drop_mult: float = 0.5,
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
                             ps: Sequence[float] | None = None, alpha: float = 2., beta: float = 1., clip: float | None = None,
@@ -386,6 +391,7 @@ def _plain(c):
     if isinstance(c, np.generic): c = c.item()
     return c if isinstance(c, (str, int, float, bool)) else str(c)
 
+# %% ../nbs/40_text_learner.ipynb #ad7e9486
 class _InferenceData:
     "Stands in for the data bunch of a loaded learner: no training or validation data, only what prediction needs."
     def __init__(self, vocab, tokenizer, classes, bs, backwards, text_cols=('text',), label_cols=('label',),
@@ -403,6 +409,7 @@ class _InferenceData:
         dl.labels = labels
         return dl
 
+# %% ../nbs/40_text_learner.ipynb #abff43a1
 def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, trust_rules: bool = False) -> TextLearner:
     "Rebuild a learner written by `export` (on the CPU by default) that predicts with no training data present (a classifier: labels; an LM: text); `int8`: see `to_int8`; `bf16`: autocast; `trust_rules`: import tokenizer rules other than fitlam's (code the file names)."
     if not isinstance(path, (str, Path)): raise FitlamError(f'load_learner: path is a {type(path).__name__}, expected a file path')

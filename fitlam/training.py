@@ -81,6 +81,7 @@ class TrackerCallback(Callback):
     def state_dict(self) -> dict: return {'best': self.best}
     def load_state_dict(self, state: dict): self.best = state['best']
 
+# %% ../nbs/36_training.ipynb #5d1464b7
 class EarlyStopping(TrackerCallback):
     "Stop training when `monitor` has not improved for `patience` epochs."
     def __init__(self, monitor: str = 'valid_loss', min_delta: float = 0., patience: int = 1, lower_is_better: bool | None = None):
@@ -100,6 +101,7 @@ class EarlyStopping(TrackerCallback):
     def state_dict(self) -> dict: return {'best': self.best, 'wait': self.wait}
     def load_state_dict(self, state: dict): self.best, self.wait = state['best'], state['wait']
 
+# %% ../nbs/36_training.ipynb #98d100f7
 class SaveBestModel(TrackerCallback):
     "Save the model (`learn.save(fname)`) whenever `monitor` improves, and load the best one when the fit ends."
     order = 59        # before EarlyStopping (60) can cancel the fit
