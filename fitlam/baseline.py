@@ -60,8 +60,7 @@ def baseline(data, C: float | Sequence[float] = (0.3, 1., 3., 10., 30.), ngrams:
     if len(np.unique(y_tr)) < 2: raise FitlamError('baseline: the training split has one class; a classifier needs two or more')
     t0 = time.perf_counter()
     vec = TfidfVectorizer(token_pattern=r'\S+', lowercase=False, ngram_range=tuple(ngrams), sublinear_tf=True)
-    x_tr, x_va = vec.fit_transform(_words(tr, data.vocab)), None
-    x_va = vec.transform(_words(va, data.vocab))
+    x_tr, x_va = vec.fit_transform(_words(tr, data.vocab)), vec.transform(_words(va, data.vocab))
     Cs = [float(C)] if np.ndim(C) == 0 else [float(c) for c in C]
     k = min(folds, int(np.bincount(y_tr).min()))
     lr = LogisticRegression(max_iter=1000, C=Cs[len(Cs) // 2], solver='newton-cg')     # ~10x faster than lbfgs here, the same fit

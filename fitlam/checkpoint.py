@@ -139,25 +139,22 @@ class Checkpoint(Callback):
 # %% ../nbs/34_checkpoint.ipynb #a486b01f
 def run_stages(learn, stages: Sequence[tuple[str, Callable]], plan: dict, checkpoint=None, resume=None,
                verbose: bool = True) -> pd.DataFrame:
-    "Run `stages`, `(name, fit)` pairs where `fit(cb)` trains one stage with one fit that has the extra callback `cb`; return their histories, a `stage` column naming each."
-    start, histories, records = 0, [], []
+    "Run `stages`, `(name, fit)` pairs where `fit(cb)` trains one stage with one fit that has the extra callback `cb`; return the history of them all (the recorder's, which spans the stages), a `stage` column naming each."
+    start, records = 0, []
     if resume is not None:
         rec = load_file(resume, kinds=('fitlam.checkpoint',)).get('recipe')
         if rec is None: raise FitlamError(f'{resume}: a checkpoint of a single fit, not of a staged recipe; continue it with fit(..., resume=)')
         if rec.get('plan') != plan: raise FitlamError(f"{resume}: a checkpoint of another recipe: {rec.get('plan')}; this call is {plan}")
-        start, histories = int(rec['stage']), [pd.DataFrame(h) for h in rec['histories']]
-        records = list(rec.get('records', []))
+        start, records = int(rec['stage']), list(rec['records'])
         if verbose: print(f'resuming from {resume}: stage {start + 1} of {len(stages)}')
     frozen, lrs = learn.frozen_idx, list(learn.lrs)
     try:
         for s in range(start, len(stages)):
-            name, fit = stages[s]
-            recipe = dict(plan=plan, stage=s, histories=[h.to_dict('list') for h in histories], records=records)
-            fit(Checkpoint(checkpoint, resume if s == start else None, recipe))
-            histories.append(learn.recorder.history.assign(stage=name))
+            fit = stages[s][1]
+            fit(Checkpoint(checkpoint, resume if s == start else None, dict(plan=plan, stage=s, records=list(records))))
             records.append(learn.recorder.state_dict())
     except BaseException:
         learn.freeze_to(frozen); learn.set_lrs(lrs)
         raise
-    if len(records) == len(stages): learn.recorder.join_stages(records, [name for name, _ in stages])   # its plots span the stages
-    return pd.concat(histories, ignore_index=True)
+    learn.recorder.join_stages(records, [name for name, _ in stages])      # its history and plots span the stages
+    return learn.recorder.history

@@ -5,6 +5,7 @@
 # %% ../nbs/50_cli.ipynb #545800fa
 from __future__ import annotations
 import argparse, json, os, platform, sys, tempfile, time
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -241,7 +242,7 @@ def _add_common(p, out: str):
     p.add_argument('--bs', type=int, default=64, help='batch size (paper: 64)')
     p.add_argument('--bptt', type=int, default=70, help='BPTT length (paper: 70)')
     p.add_argument('--seed', type=int, default=42)
-    p.add_argument('--threads', type=_positive_int, default=None, help='torch threads (default: torch\'s choice, or $FITLAM_THREADS)')
+    p.add_argument('--threads', type=_positive_int, default=None)
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
 _HELP = {   # the options several subcommands share, or that need no more words than this
@@ -267,9 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     "The `fitlam` command line."
     ap = argparse.ArgumentParser(prog='fitlam', description='ULMFiT (Howard & Ruder 2018): pretrain, fine-tune, classify.')
     ap.add_argument('--version', action='version', version=f'fitlam {__version__}')
-    sub = ap.add_subparsers(dest='command', required=True)
-    add = sub.add_parser
-    sub.add_parser = lambda *a, **k: add(*a, formatter_class=_Help, **k)
+    sub = ap.add_subparsers(dest='command', required=True, parser_class=partial(argparse.ArgumentParser, formatter_class=_Help))
 
     p = sub.add_parser('pretrain', help='stage 1: train an LM on a general corpus')
     p.add_argument('--corpus', nargs='+', required=True, help='text files/folders, or gutenberg / wikitext2 under $FITLAM_DATA')

@@ -430,15 +430,14 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     try: config = AWDLSTMConfig(**state['config'])
     except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None
     _check_finite(state['state_dict'], f'{path}: the exported weights')
-    if kind == 'lm':
-        model = build_checked(lambda: LanguageModel(len(vocab), config), state['state_dict'], path)
-        model.load_state_dict(state['state_dict'])
-        data = _InferenceData(vocab, tokenizer, [], state.get('bs', 64), state.get('backwards', False))
-        learn = LMLearner(data, model, lm_cross_entropy, vocab, tokenizer, device=device, bf16=bf16, progress=False)
+    lm = kind == 'lm'
+    model = build_checked(lambda: LanguageModel(len(vocab), config) if lm else TextClassifier(len(vocab), config=config, **state['model']),
+                          state['state_dict'], path)
+    model.load_state_dict(state['state_dict'])
+    data = _InferenceData(vocab, tokenizer, [] if lm else state['classes'], state.get('bs', 64), state.get('backwards', False),
+                          **({} if lm else state.get('columns', {})))
+    if lm: learn = LMLearner(data, model, lm_cross_entropy, vocab, tokenizer, device=device, bf16=bf16, progress=False)
     else:
-        model = build_checked(lambda: TextClassifier(len(vocab), config=config, **state['model']), state['state_dict'], path)
-        model.load_state_dict(state['state_dict'])
-        data = _InferenceData(vocab, tokenizer, state['classes'], state.get('bs', 64), state.get('backwards', False), **state.get('columns', {}))
         multi = state.get('multi_label', False)
         learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,
                                   state['classes'], multi_label=multi, device=device, bf16=bf16, progress=False)

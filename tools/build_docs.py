@@ -11,7 +11,7 @@ Pages: README (home), docs/*.md, and a page per notebook in nbs/, written here a
     python tools/build_docs.py              # saved outputs only (seconds)
     python tools/build_docs.py --execute    # run the module notebooks for their outputs (minutes)
 """
-import argparse, ast, base64, html, importlib, inspect, json, os, re, shutil, subprocess, sys, tempfile
+import argparse, ast, html, importlib, inspect, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,6 @@ def render_output(o: dict) -> str:
     data = o.get('data', {})
     if 'image/png' in data:
         png = ''.join(data['image/png']).replace('\n', '')
-        base64.b64decode(png[:64] + '=' * (-len(png[:64]) % 4))          # (it is base64)
         return f'<img class="fitlam-plot" src="data:image/png;base64,{png}"/>\n'
     if 'text/html' in data: return f"<div class=\"fitlam-output\">\n{''.join(data['text/html'])}\n</div>\n"
     if 'text/markdown' in data: return ''.join(data['text/markdown']) + '\n'
