@@ -21,7 +21,7 @@ from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
-from .text_learner import (ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
+from .text_learner import (ClassifierLearner, ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
                                  pretrain_lm, text_classifier_learner, ulmfit, _checkpoint_file)
 from .interpret import ClassificationInterpretation
 from .baseline import baseline
@@ -88,6 +88,13 @@ def _yardstick(data, error: float) -> dict:
     print(f'{y}\nthe classifier ({error:.2%}) {verdict} by {abs(y.error - error) * 100:.2f} points')
     return dict(baseline_error=y.error, baseline_C=y.C)
 
+def _load_classifier(args):
+    "The exported classifier `--model`; an exported language model is refused with what to pass instead."
+    learn = load_learner(args.model, trust_rules=args.trust_rules)
+    if not isinstance(learn, ClassifierLearner):
+        raise FitlamError(f'{args.model}: an exported language model; --model takes an exported classifier (fitlam train-clas writes export.pth)')
+    return learn
+
 def _lm_size(learn) -> dict:
     "The number of documents and tokens the LM trained and validated on."
     tr, va = learn.data.train_dl, learn.data.valid_dl
@@ -152,7 +159,7 @@ def cmd_train_clas(args) -> dict:
 def cmd_predict(args) -> pd.DataFrame:
     "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier."
     if args.out: _check_out(Path(args.out).parent or '.', what=f'--out {args.out}: its folder')
-    learn = load_learner(args.model, trust_rules=args.trust_rules)
+    learn = _load_classifier(args)
     df = pd.DataFrame({args.text_col: args.text}) if args.text else _read_csv(args.input, [args.text_col], args.encoding)
     probs = learn.predict_proba(df[args.text_col].tolist())
     out = df.assign(prediction=[learn.classes[i] for i in probs.argmax(1).tolist()], probability=probs.max(1).values.numpy())
@@ -165,7 +172,7 @@ def cmd_predict(args) -> pd.DataFrame:
 # %% ../nbs/50_cli.ipynb #bfaa45cf
 def cmd_evaluate(args) -> dict:
     "Accuracy and error rate of an exported classifier on a labelled CSV."
-    learn = load_learner(args.model, trust_rules=args.trust_rules)
+    learn = _load_classifier(args)
     df = _read_csv(args.data, [args.text_col, args.label_col], args.encoding)
     names = [str(c) for c in learn.classes]            # a CSV's labels are text; the model's classes may be ints
     unknown = sorted(set(df[args.label_col]) - set(names))
