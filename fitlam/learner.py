@@ -25,6 +25,7 @@ from .schedule import (
     LRFinder, LRFindResult, ParamScheduler, one_cycle_curve, one_cycle_moms, per_group, steep, stlr_curve, valley)
 from .optimizer import ParamGroups, adam, discriminative_lrs, _check_epochs, _check_lr
 from .checkpoint import Checkpoint, _cpu_copy, _epoch_iters, load_weights, run_stages, save_checkpoint, save_weights
+from .training import KeepBest
 
 # %% auto #0
 __all__ = ['default_activation', 'per_item_loss', 'GatherPreds', 'CallbackList', 'Learner', 'unfreezing_stages', 'fit_stages']
@@ -251,11 +252,11 @@ class Learner:
         self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, final_epochs: int | None = None, lr_factor: float = 2.6,
-                  stages: Sequence[int] | None = None, schedule: Callable | None = None, cbs=None, verbose: bool = True,
-                  checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
-        "Fine-tune in stages (gradual unfreezing), stage i training the last `stages[i]` layer groups with discriminative LRs and its own schedule (STLR); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
-        return fit_stages(self, unfreezing_stages(self, epochs, final_epochs, lr, lr_factor, stages), schedule or Learner.fit_stlr,
-                          cbs, verbose, checkpoint, resume, kwargs)
+                  stages: Sequence[int] | None = None, min_steps: int = 0, keep_best: bool | str = False, schedule: Callable | None = None,
+                  cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
+        "Fine-tune in stages (gradual unfreezing), stage i training the last `stages[i]` layer groups with discriminative LRs and its own schedule (STLR), for at least `min_steps` batches; `keep_best`: end on the best epoch's weights (`fit_stages`); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+        return fit_stages(self, unfreezing_stages(self, epochs, final_epochs, lr, lr_factor, stages, min_steps), schedule or Learner.fit_stlr,
+                          cbs, verbose, checkpoint, resume, kwargs, keep_best)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10., num_it: int = 100, stop_div: bool = True,
                 suggest: Sequence[Callable] = (valley, steep)) -> LRFindResult:
@@ -303,14 +304,17 @@ class Learner:
     def _meta(self) -> dict: return {}    # what `save`/`save_checkpoint` record beside the weights for `load` to compare (text: the vocab)
 
 # %% ../nbs/35_learner.ipynb #ca4dfb27
-def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stages) -> list[tuple]:
-    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs."
+def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stages, min_steps: int = 0) -> list[tuple]:
+    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs, for at least `min_steps` batches."
     n = len(learn.layer_groups)
     stages = list(range(1, n + 1)) if stages is None else list(stages)
     if not stages or any(not 1 <= k <= n for k in stages): raise FitlamError(f'stages={stages}: each must be between 1 and {n} (the layer groups)')
     epochs = list(epochs) if isinstance(epochs, (list, tuple)) else [epochs] * len(stages)
     if final_epochs is not None: epochs[-1] = final_epochs
     epochs = [_check_epochs(e, 'final_epochs' if final_epochs is not None and i == len(epochs) - 1 else 'epochs') for i, e in enumerate(epochs)]
+    if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or min_steps < 0:
+        raise FitlamError(f'min_steps={min_steps!r}: expected a whole number of batches (optimizer steps) per stage, >= 0')
+    if min_steps: epochs = [max(e, math.ceil(min_steps / max(1, len(learn.data.train_dl)))) for e in epochs]
     top_lrs = list(lr) if isinstance(lr, (list, tuple)) else [learn.lrs[-1] if lr is None else lr] * len(stages)
     if not len(epochs) == len(top_lrs) == len(stages):
         raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
@@ -324,20 +328,37 @@ def _check_fine_tune_lr(lr) -> float:
     return _check_lr(lr)
 
 # %% ../nbs/35_learner.ipynb #d42394ce
-def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs, verbose: bool, checkpoint, resume, kwargs: dict) -> pd.DataFrame:
-    "Train `stages`, each `(name, k, n_epoch, lrs)` the last `k` layer groups for `n_epoch` epochs at the per-group `lrs` on `schedule`, one fit each, resumable (`run_stages`)."
+def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs, verbose: bool, checkpoint, resume, kwargs: dict,
+               keep_best: bool | str = False) -> pd.DataFrame:
+    "Train `stages`, each `(name, k, n_epoch, lrs)` the last `k` layer groups for `n_epoch` epochs at the per-group `lrs` on `schedule`, one fit each, resumable (`run_stages`); `keep_best` (True: the validation loss, or a metric's name): end on the weights of the epoch, in any stage, where it was best."
     n = len(learn.layer_groups)
+    keeper = _keeper(learn, keep_best)
     if verbose: print(f'fine-tuning in {len(stages)} stage(s), {sum(s[2] for s in stages)} epoch(s) in all')
     def stage(s, name, k, n_epoch, lrs):
         def fit(checkpoint_cb):
             learn.freeze_to(n - k if k < n else 0)
             if verbose: print(f"stage {s + 1}/{len(stages)}{'' if name == s + 1 else f' ({name})'}: training layer groups "
                               f"{list(range(n - k, n))} of {n} for {n_epoch} epoch(s), lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
-            schedule(learn, n_epoch, lr=lrs, cbs=[*listify(cbs), checkpoint_cb], **kwargs)
+            schedule(learn, n_epoch, lr=lrs, cbs=[*listify(cbs), *listify(keeper), checkpoint_cb], **kwargs)
         return name, fit
     plan = dict(stages=[[name, k, e, [float(v) for v in lrs]] for name, k, e, lrs in stages], schedule=getattr(schedule, '__name__', str(schedule)),
-                **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
-    return run_stages(learn, [stage(s, *a) for s, a in enumerate(stages)], plan, checkpoint, resume, verbose)
+                keep_best=keeper and keeper.monitor, **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
+    hist = run_stages(learn, [stage(s, *a) for s, a in enumerate(stages)], plan, checkpoint, resume, verbose)
+    if keeper is not None and (at := keeper.restore()) is not None and verbose:
+        print(f'kept the weights of stage {stages[at[0] - 1][0]}, epoch {at[1]}: {keeper.monitor} {keeper.best:.4g} '
+              f'(the last epoch\'s: {hist[keeper.monitor].iloc[-1]:.4g})')
+    return hist
+
+def _keeper(learn: Learner, keep_best) -> KeepBest | None:
+    "The `KeepBest` that `fine_tune(keep_best=)` asks for: None (False), the validation loss (True) or the metric it names."
+    if keep_best is False or keep_best is None: return None
+    if keep_best is not True and not isinstance(keep_best, str):
+        raise FitlamError(f"keep_best={keep_best!r}: expected True (the validation loss), False or a metric's name such as 'accuracy'")
+    if getattr(learn.data, 'valid_dl', None) is None:
+        raise FitlamError('fine_tune: keep_best needs validation data to choose the best epoch; this learner has none')
+    keeper = KeepBest('valid_loss' if keep_best is True else keep_best)
+    keeper.learn = learn; keeper._lower_is_better()        # an unknown metric's name fails here, before any training
+    return keeper
 
 # %% ../nbs/35_learner.ipynb #20d754cb
 @contextmanager

@@ -282,12 +282,14 @@ class ClassifierLearner(TextLearner):
         self.classes, self.multi_label = list(classes), multi_label
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, final_epochs: int | None = None,
-                  lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, cut_frac: float = 0.1,
-                  ratio: float = 32., cbs=None, verbose: bool = True, checkpoint=None, resume=None) -> pd.DataFrame:
-        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+                  lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, min_steps: int = 0,
+                  keep_best: bool | str = False, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
+                  checkpoint=None, resume=None) -> pd.DataFrame:
+        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR, each stage at least `min_steps` batches; `keep_best`: end on the best epoch's weights; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')    # before the freezing
-        return super().fine_tune(epochs, lr, final_epochs=final_epochs, lr_factor=lr_factor, stages=stages, cbs=cbs,
-                                 verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac, ratio=ratio)
+        return super().fine_tune(epochs, lr, final_epochs=final_epochs, lr_factor=lr_factor, stages=stages, min_steps=min_steps,
+                                 keep_best=keep_best, cbs=cbs, verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac,
+                                 ratio=ratio)
 
     def baseline(self, **kwargs) -> Yardstick:
         "The bag-of-words yardstick on this learner's data (`fitlam.baseline.baseline`): the error to beat."

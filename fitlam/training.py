@@ -13,7 +13,7 @@ from .core import FitlamError
 from .callback import Callback, CancelFitException
 
 # %% auto #0
-__all__ = ['RNNRegularizer', 'GradientClip', 'TrackerCallback', 'EarlyStopping', 'SaveBestModel']
+__all__ = ['RNNRegularizer', 'GradientClip', 'TrackerCallback', 'EarlyStopping', 'SaveBestModel', 'KeepBest']
 
 # %% ../nbs/36_training.ipynb #0738693a
 class RNNRegularizer(Callback):
@@ -123,3 +123,37 @@ class SaveBestModel(TrackerCallback):
     def state_dict(self) -> dict: return {'best': self.best, 'best_epoch': -1 if self.best_epoch is None else self.best_epoch}
     def load_state_dict(self, state: dict):
         self.best, self.best_epoch = state['best'], None if state['best_epoch'] < 0 else state['best_epoch']
+
+# %% ../nbs/36_training.ipynb #028a6855
+class KeepBest(TrackerCallback):
+    "Keep a copy of the weights of the epoch where `monitor` was best, over every fit it joins (`fine_tune`'s stages); `restore()` loads them."
+    order = 59
+    def __init__(self, monitor: str = 'valid_loss', min_delta: float = 0., lower_is_better: bool | None = None):
+        super().__init__(monitor, min_delta, lower_is_better)
+        self.best, self.weights, self.fits, self.best_at = None, None, 0, None
+
+    def before_fit(self):
+        if self.best is None: super().before_fit()       # the first fit; later ones compete with its best
+        else: self.lower = self._lower_is_better()
+        self.fits += 1
+
+    def after_epoch(self):
+        row = self.learn.recorder.rows[-1]
+        if not math.isfinite(row.get(self.monitor, math.nan)):
+            raise FitlamError(f"keep_best: this epoch has no {self.monitor} (got {row.get(self.monitor)}): keeping the best weights "
+                              "needs validation data (pass valid_df= or valid_pct= to the data bunch)")
+        if self.improved():
+            self.weights = {k: v.detach().to('cpu', copy=True) for k, v in self.learn.model.state_dict().items()}
+            self.best_at = (self.fits, self.learn.epoch)
+
+    def restore(self) -> tuple[int, int] | None:
+        "Load the best weights into the model; return `(fit, epoch)` where they were (fits count from 1), or None if there were none."
+        if self.weights is None: return None
+        self.learn.model.load_state_dict(self.weights)
+        return self.best_at
+
+    def state_dict(self) -> dict:
+        return {'best': self.best, 'fits': self.fits, 'best_at': list(self.best_at or (-1, -1)), 'weights': self.weights}
+    def load_state_dict(self, state: dict):
+        self.best, self.fits, self.weights = state['best'], state['fits'], state['weights']
+        self.best_at = None if state['best_at'][0] < 0 else tuple(state['best_at'])
