@@ -342,7 +342,7 @@ def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs,
             schedule(learn, n_epoch, lr=lrs, cbs=[*listify(cbs), *listify(keeper), checkpoint_cb], **kwargs)
         return name, fit
     plan = dict(stages=[[name, k, e, [float(v) for v in lrs]] for name, k, e, lrs in stages], schedule=getattr(schedule, '__name__', str(schedule)),
-                keep_best=keeper and keeper.monitor, **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
+                **({'keep_best': keeper.monitor} if keeper else {}), **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str))})
     hist = run_stages(learn, [stage(s, *a) for s, a in enumerate(stages)], plan, checkpoint, resume, verbose)
     if keeper is not None and (at := keeper.restore()) is not None and verbose:
         print(f'kept the weights of stage {stages[at[0] - 1][0]}, epoch {at[1]}: {keeper.monitor} {keeper.best:.4g} '

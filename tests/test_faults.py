@@ -272,15 +272,19 @@ RECIPE_SCRIPT = textwrap.dedent('''
         def after_batch(self):
             if self.fits == 2 and self.learn.training and self.learn.epoch == 1 and self.learn.iter == 2: os.kill(os.getpid(), signal.SIGKILL)
 
+    class ScriptedValid(Callback):  # the best validation loss in the first stage, before the kill
+        order = 52
+        def after_epoch(self): self.learn.recorder.rows[-1]['valid_loss'] = [3., 1., 2., 2.5, 4., 5.][self.learn.epoch_base + self.learn.epoch]
+
     set_seed(7 if mode == 'resume' else 0)        # a resumed run starts from other weights and RNG state
     df = synth_corpus(200, n_classes=3, seed=0)
     kw = dict(bs=16, min_freq=1, cache_dir=cache, progress=False)
     cbs = [SigKill()] if mode == 'killed' else []
     ck = dict(checkpoint=ckpt) if mode == 'killed' else dict(resume=ckpt) if mode == 'resume' else {}
-    if kind == 'clas':
+    if kind.startswith('clas'):
         learn = text_classifier_learner(TextClasDataBunch.from_df(df, **kw), AWDLSTMConfig(**TINY_AWD), bptt=10, progress=False)
-        frozen = learn.frozen_idx
-        hist = learn.fine_tune([2, 2, 2], stages=[1, 2, 4], lr=1e-2, cbs=cbs, verbose=False, **ck)
+        best = dict(keep_best=True, cbs=[*cbs, ScriptedValid()]) if kind == 'clas_best' else dict(cbs=cbs)
+        hist = learn.fine_tune([2, 2, 2], stages=[1, 2, 4], lr=1e-2, verbose=False, **best, **ck)
     else:
         learn = language_model_learner(TextLMDataBunch.from_df(df, bptt=12, **kw), AWDLSTMConfig(**TINY_AWD), progress=False)
         hist = learn.fine_tune(2, lr=1e-2, freeze_epochs=2, cbs=cbs, verbose=False, **ck)
@@ -289,9 +293,9 @@ RECIPE_SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize('kind', ['clas', 'lm'])
+@pytest.mark.parametrize('kind', ['clas', 'lm', 'clas_best'])
 def test_a_killed_fine_tune_resumes_bit_equal(kind, tmp_path):
-    "A fine_tune killed in its second stage and resumed from its checkpoint ends exactly where an uninterrupted one does."
+    "A fine_tune killed in its second stage and resumed from its checkpoint ends exactly where an uninterrupted one does (clas_best: on the best epoch's weights, kept from before the kill)."
     script = tmp_path/'run.py'
     script.write_text(RECIPE_SCRIPT)
     ckpt = tmp_path/'ft.ckpt'

@@ -1,6 +1,6 @@
 """Which classifier recipe works with 100 labelled IMDb reviews? Draws x recipes x encoders, beside TF-IDF on the same draws.
 
-    FITLAM_DATA=../shared/data python bench/diagnostics/imdb_low_shot.py [--n 100] [--draws 42,1,2] [--recipes paper,steps]
+    FITLAM_DATA=../shared/data python bench/diagnostics/imdb_low_shot.py [--n 100] [--draws 42,1,2] [--recipes paper,best_acc]
         [--encoders general,imdb] [--lm-words 3000000] [--lm-epochs 1] [--score-rows 1000]
 
 The LM is `tutorial_pretrain`'s quick one (`$FITLAM_HOME/models/lm_gutenberg_quick.pth`). It is fine-tuned once per
@@ -28,14 +28,11 @@ from fitlam.vocab import Vocab
 
 # name: (batch size, fine_tune keyword arguments, drop_mult)
 RECIPES = {
-    'paper': (16, dict(epochs=2, final_epochs=8, lr=1e-2), 0.5),                 # tutorial_imdb's quick preset
-    'steps': (16, dict(epochs=2, final_epochs=8, lr=1e-2, min_steps=60), 0.5),
-    'best': (16, dict(epochs=2, final_epochs=8, lr=1e-2, keep_best=True), 0.5),
-    'steps_best': (16, dict(epochs=2, final_epochs=8, lr=1e-2, min_steps=60, keep_best=True), 0.5),
-    'long_best': (16, dict(epochs=4, final_epochs=30, lr=1e-2, keep_best=True), 0.5),
-    'lr3_best': (16, dict(epochs=2, final_epochs=8, lr=3e-2, min_steps=60, keep_best=True), 0.5),
-    'drop1_best': (16, dict(epochs=2, final_epochs=8, lr=1e-2, min_steps=60, keep_best=True), 1.0),
-    'bs8_best': (8, dict(epochs=2, final_epochs=8, lr=1e-2, min_steps=60, keep_best=True), 0.5),
+    'paper': (16, dict(epochs=2, final_epochs=8, lr=1e-2), 0.5),       # gradual unfreezing 2/2/2/8 epochs, ends on the last epoch
+    'steps_loss': (16, dict(epochs=2, final_epochs=8, lr=1e-2, min_steps=60, keep_best=True), 0.5),
+    'best_acc': (16, dict(epochs=2, final_epochs=8, lr=1e-2, keep_best='accuracy'), 0.5),    # tutorial_imdb's quick preset
+    'drop1_acc': (16, dict(epochs=2, final_epochs=8, lr=1e-2, keep_best='accuracy'), 1.0),
+    'lr3_acc': (16, dict(epochs=2, final_epochs=8, lr=3e-3, keep_best='accuracy'), 0.5),
 }
 
 def encoders(pretrained: Path, lm_words: int, lm_epochs: int, train, unsup, seed: int = 42) -> dict:
@@ -61,7 +58,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--n', type=int, default=100)
     ap.add_argument('--draws', default='42,1,2')
-    ap.add_argument('--recipes', default='paper,steps_best')
+    ap.add_argument('--recipes', default='paper,best_acc', help=f'comma-separated, of {sorted(RECIPES)}')
     ap.add_argument('--encoders', default='imdb')
     ap.add_argument('--lm', default=str(fitlam_home()/'models'/'lm_gutenberg_quick.pth'))
     ap.add_argument('--lm-words', type=int, default=3_000_000)
