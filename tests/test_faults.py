@@ -274,21 +274,24 @@ RECIPE_SCRIPT = textwrap.dedent('''
 
     class ScriptedValid(Callback):  # the best validation loss in the first stage, before the kill
         order = 52
-        def after_epoch(self): self.learn.recorder.rows[-1]['valid_loss'] = [3., 1., 2., 2.5, 4., 5.][self.learn.epoch_base + self.learn.epoch]
+        def after_epoch(self):
+            self.learn.recorder.rows[-1]['valid_loss'] = [3., 1., 2., 2.5, 4., 5.][self.learn.epoch_base + self.learn.epoch]
+            if self.learn.epoch_base + self.learn.epoch == 1: self.best = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
 
     set_seed(7 if mode == 'resume' else 0)        # a resumed run starts from other weights and RNG state
     df = synth_corpus(200, n_classes=3, seed=0)
     kw = dict(bs=16, min_freq=1, cache_dir=cache, progress=False)
     cbs = [SigKill()] if mode == 'killed' else []
     ck = dict(checkpoint=ckpt) if mode == 'killed' else dict(resume=ckpt) if mode == 'resume' else {}
+    scripted = ScriptedValid()
     if kind.startswith('clas'):
         learn = text_classifier_learner(TextClasDataBunch.from_df(df, **kw), AWDLSTMConfig(**TINY_AWD), bptt=10, progress=False)
-        best = dict(keep_best=True, cbs=[*cbs, ScriptedValid()]) if kind == 'clas_best' else dict(cbs=cbs)
+        best = dict(keep_best=True, cbs=[*cbs, scripted]) if kind == 'clas_best' else dict(cbs=cbs)
         hist = learn.fine_tune([2, 2, 2], stages=[1, 2, 4], lr=1e-2, verbose=False, **best, **ck)
     else:
         learn = language_model_learner(TextLMDataBunch.from_df(df, bptt=12, **kw), AWDLSTMConfig(**TINY_AWD), progress=False)
         hist = learn.fine_tune(2, lr=1e-2, freeze_epochs=2, cbs=cbs, verbose=False, **ck)
-    torch.save(dict(model=learn.model.state_dict(), losses=learn.recorder.losses, frozen=learn.frozen_idx,
+    torch.save(dict(model=learn.model.state_dict(), losses=learn.recorder.losses, frozen=learn.frozen_idx, best=getattr(scripted, 'best', None),
                     history=hist.drop(columns='time').values.tolist()), out)
 ''')
 
@@ -308,6 +311,8 @@ def test_a_killed_fine_tune_resumes_bit_equal(kind, tmp_path):
     resumed = run('resume'); assert resumed.returncode == 0, resumed.stderr
     a, b = torch.load(tmp_path/'full.pt', weights_only=True), torch.load(tmp_path/'resume.pt', weights_only=True)
     for k, v in a['model'].items(): assert torch.equal(v, b['model'][k]), k
+    if kind == 'clas_best':              # both end on the weights of the first stage's second epoch, the best one
+        for k, v in a['model'].items(): assert torch.equal(v, a['best'][k]), k
     assert a['history'] == b['history'] and a['frozen'] == b['frozen']
     assert a['losses'][-5:] == b['losses'][-5:]
 
