@@ -11,6 +11,7 @@ from torch import nn
 
 from .core import FitlamError
 from .callback import Callback, CancelFitException
+from .checkpoint import _cpu_copy
 
 # %% auto #0
 __all__ = ['RNNRegularizer', 'GradientClip', 'TrackerCallback', 'EarlyStopping', 'SaveBestModel', 'KeepBest']
@@ -143,7 +144,7 @@ class KeepBest(TrackerCallback):
             raise FitlamError(f"keep_best: this epoch has no {self.monitor} (got {row.get(self.monitor)}): keeping the best weights "
                               "needs validation data (pass valid_df= or valid_pct= to the data bunch)")
         if self.improved():
-            self.weights = {k: v.detach().to('cpu', copy=True) for k, v in self.learn.model.state_dict().items()}
+            self.weights = _cpu_copy(self.learn.model.state_dict())
             self.best_at = (self.fits, self.learn.epoch)
 
     def restore(self) -> tuple[int, int] | None:
