@@ -50,6 +50,7 @@ def _check_out(path, what: str = '--out') -> Path:
     except OSError as e: raise FitlamError(f'{what} {path}: cannot write there ({e.strerror})') from None
     return path
 
+# %% ../nbs/50_cli.ipynb #499bff79
 def _save_fig(fig, path: Path):
     "Write a matplotlib figure to `path` as PNG, atomically."
     with atomic_write(path) as f: fig.savefig(f, format='png', dpi=100)
@@ -65,15 +66,6 @@ def _write_report(out: Path, command: str, learn=None, **info) -> dict:
     with atomic_write(out/'report.json', 'w') as f: json.dump(report, f, indent=1, default=str)
     return report
 
-def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
-    "The AWD-LSTM config from `--emb/--hid/--layers` over `base`."
-    return AWDLSTMConfig(**{**base.to_dict(), **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items()
-                                                  if v is not None}})
-
-def _corpus_source(names: Sequence[str], max_words: int | None):
-    "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
-    return Corpus([f for name in names for f in get_corpus(name).files]).source(max_words=max_words)
-
 def _final(learn, saved: str):
     "Print the last epoch's validation numbers (also with --quiet) and where the model went."
     row = learn.recorder.rows[-1] if learn.recorder.rows else {}
@@ -87,6 +79,16 @@ def _yardstick(data, error: float) -> dict:
     verdict = 'beats it' if error < y.error else 'does not beat it'
     print(f'{y}\nthe classifier ({error:.2%}) {verdict} by {abs(y.error - error) * 100:.2f} points')
     return dict(baseline_error=y.error, baseline_C=y.C)
+
+# %% ../nbs/50_cli.ipynb #8682e2d0
+def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
+    "The AWD-LSTM config from `--emb/--hid/--layers` over `base`."
+    return AWDLSTMConfig(**{**base.to_dict(), **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items()
+                                                  if v is not None}})
+
+def _corpus_source(names: Sequence[str], max_words: int | None):
+    "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
+    return Corpus([f for name in names for f in get_corpus(name).files]).source(max_words=max_words)
 
 def _load_classifier(args):
     "The exported classifier `--model`; an exported language model is refused with what to pass instead."
@@ -271,6 +273,7 @@ class _Help(argparse.HelpFormatter):
         if action.default is argparse.SUPPRESS or '(default' in h or action.option_strings == [] or action.nargs == 0: return h
         return f'{h} (default: %(default)s)'.lstrip()
 
+# %% ../nbs/50_cli.ipynb #59e0da4e
 def build_parser() -> argparse.ArgumentParser:
     "The `fitlam` command line."
     ap = argparse.ArgumentParser(prog='fitlam', description='ULMFiT (Howard & Ruder 2018): pretrain, fine-tune, classify.')
@@ -350,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
             if not act.help and act.option_strings: act.help = _HELP.get(act.option_strings[0])
     return ap
 
+# %% ../nbs/50_cli.ipynb #362d31d6
 def main(argv: Sequence[str] | None = None):
     "Run the `fitlam` command line `argv` (default: `sys.argv[1:]`) and return the subcommand's result (a report, predictions)."
     args = build_parser().parse_args(argv)

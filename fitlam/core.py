@@ -35,6 +35,13 @@ SPECIAL_TOKENS = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 class FitlamError(ValueError):
     "An error in what the user gave fitlam (a file, a column, an argument): the message says which and what was expected."
 
+# %% ../nbs/00_core.ipynb #ac6c9057
+def _bad_rows(mask, n: int = 10, rows: np.ndarray | None = None) -> str:
+    "The rows where `mask` is true (their numbers in the data: `rows` maps `mask`'s positions to them), the first `n` and the count."
+    rows = np.flatnonzero(mask) if rows is None else np.asarray(rows)[np.asarray(mask, bool)]
+    rows = rows.tolist()
+    return f'{rows[:n]}{" ..." if len(rows) > n else ""} ({len(rows)} row(s))'
+
 # %% ../nbs/00_core.ipynb #a7db6038
 def refuse_fastai_args(where: str, kwargs: dict, ways: dict[str, str]):
     "Raise a `FitlamError` for the first of `kwargs` that is a fastai argument of `ways` (its name -> fitlam's way)."
@@ -143,6 +150,7 @@ def clean_stale(folder, pattern: str = f'.*{TMP_SUFFIX}') -> list[Path]:
         except OSError: pass                                  # gone already, or not ours to remove: leave it
     return removed
 
+# %% ../nbs/00_core.ipynb #1de118a9
 def _umask() -> int:
     "The process's umask, read without changing it where Linux says it (/proc), else by setting and restoring it."
     try:

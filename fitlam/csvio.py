@@ -60,6 +60,7 @@ def csv_records(path, encoding: str = 'utf-8', what: str = 'encoding=') -> Itera
     except UnicodeDecodeError as e: raise _decode_error(path, encoding, e, what) from None
     except LookupError: raise FitlamError(f'{what.rstrip("=")}={encoding!r}: not an encoding Python knows') from None
 
+# %% ../nbs/05_csvio.ipynb #89689dff
 def _header(path: Path, rec: list[str]) -> list[str]:
     names = [c if c else f'Unnamed: {i}' for i, c in enumerate(rec)]     # an index column written by DataFrame.to_csv
     dup = sorted({c for c in names if names.count(c) > 1})
@@ -79,6 +80,7 @@ def check_columns(path, cols: dict[str, Sequence[str]] | None = None, encoding: 
         if missing: raise FitlamError(f"{path}: {kind} column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} missing; found {found}")
     return found
 
+# %% ../nbs/05_csvio.ipynb #e5015e89
 def iter_csv(path, columns: Sequence[str] | None = None, chunk_rows: int = 2000, encoding: str = 'utf-8',
              what: str = 'encoding=') -> Iterator[dict[str, list[str]]]:
     "Yield the CSV file `path` in chunks of `chunk_rows` rows: `{column: [cells]}` for `columns` (default: all), every row checked against the header."

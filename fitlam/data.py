@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import FitlamError, TextFrame, refuse_fastai_args
+from .core import FitlamError, TextFrame, _bad_rows, refuse_fastai_args
 from .tokenizer import Tokenizer, join_fields
 from .corpus import (DocIds, TokenizedCorpus, ListSource, CSVSource, FileSource, as_source,
                            tokenize_corpus)
 from .csvio import check_columns, csv_header, read_csv
-from .vocab import Vocab
+from .vocab import Vocab, _check_labels_present, _check_two_classes, _label_names, _multi_hot, encode_labels
 
 # %% auto #0
-__all__ = ['LMLoader', 'ClasLoader', 'encode_labels', 'TextLMDataBunch', 'TextClasDataBunch']
+__all__ = ['LMLoader', 'ClasLoader', 'TextLMDataBunch', 'TextClasDataBunch']
 
 # %% ../nbs/14_data.ipynb #f747fd62
 class LMLoader:
@@ -148,52 +148,6 @@ class ClasLoader:
     def __repr__(self): return f'ClasLoader({len(self.docs)} docs, bs={self.bs}, shuffle={self.shuffle})'
 
 # %% ../nbs/14_data.ipynb #c81c05c9
-def _bad_rows(mask, n: int = 10, rows: np.ndarray | None = None) -> str:
-    rows = np.flatnonzero(mask) if rows is None else np.asarray(rows)[np.asarray(mask, bool)]
-    rows = rows.tolist()
-    return f'{rows[:n]}{" ..." if len(rows) > n else ""} ({len(rows)} row(s))'
-
-def _check_labels_present(values: pd.Series, name: str, rows: np.ndarray | None = None) -> pd.Series:
-    "`values`, or a `FitlamError` naming the rows (of the data: `rows` maps `values`' to them) whose label is missing (NaN) or empty."
-    if values.isna().any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(values.isna(), rows=rows)}')
-    empty = values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
-    if empty.any(): raise FitlamError(f'{name}: empty label in rows {_bad_rows(empty, rows=rows)}')
-    return values
-
-def encode_labels(values, classes: Sequence | None = None, label_delim: str | None = None,
-                  name: str = 'labels', rows: np.ndarray | None = None) -> tuple[np.ndarray, list]:
-    "Class indices (int64), or multi-hot rows (float32) with `label_delim`, of `values`; and the classes (sorted training labels)."
-    values = _check_labels_present(pd.Series(values).reset_index(drop=True), name, rows)
-    if label_delim is not None:
-        sets = [[x for x in str(v).split(label_delim) if x] for v in values]
-        if classes is None: classes = sorted({x for s in sets for x in s})
-        index = {c: i for i, c in enumerate(classes)}
-        unseen = sorted({x for s in sets for x in s} - set(index))
-        if unseen: raise FitlamError(f'{name}: labels {unseen[:10]} are not among the training labels {list(classes)[:20]}')
-        out = np.zeros((len(sets), len(classes)), np.float32)
-        for r, s in enumerate(sets): out[r, [index[x] for x in s]] = 1.
-        return out, list(classes)
-    if classes is None:
-        try: classes = sorted(values.unique().tolist())
-        except TypeError: raise FitlamError(f'{name}: labels of mixed types ({sorted({type(v).__name__ for v in values})}); '
-                                            'give labels of one type, e.g. all strings') from None
-    index = {c: i for i, c in enumerate(classes)}
-    unseen = ~values.isin(list(index))
-    if unseen.any():
-        raise FitlamError(f'{name}: labels {sorted(set(values[unseen].tolist()))[:10]} (rows {_bad_rows(unseen, rows=rows)}) are not '
-                          f'among the training labels {list(classes)[:20]}')
-    return values.map(index).to_numpy(np.int64), list(classes)
-
-# %% ../nbs/14_data.ipynb #bf67c35a
-def _check_two_classes(y: np.ndarray, classes: list):
-    "Refuse training labels a classifier cannot learn from: one class only (it would learn to say it with probability 1)."
-    if y.ndim == 1 and len(np.unique(y)) < 2:
-        raise FitlamError(f'train labels: every training text has the label {classes[int(y[0])]!r} (classes {list(classes)[:10]}); '
-                          'a classifier needs training examples of at least two classes')
-    if y.ndim == 2 and len(y) and (y == y[:1]).all():
-        raise FitlamError(f'train labels: every training text has the same labels {[c for c, on in zip(classes, y[0]) if on]}; '
-                          'a multi-label classifier needs training examples that differ')
-
 def _split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     "Train and valid indices of `n` items: a random `valid_pct` of them (at least one) for validation."
     if not 0 < valid_pct < 1: raise FitlamError(f'valid_pct={valid_pct}: must be between 0 and 1 (or give a validation set)')
@@ -219,6 +173,7 @@ def _split_idx(valid_idx, n: int) -> tuple[np.ndarray, np.ndarray]:
     if len(tr) == 0: raise FitlamError('the training set is empty: every document is in valid_idx / valid_col')
     return tr, va
 
+# %% ../nbs/14_data.ipynb #bf67c35a
 def _counts(corpus: TokenizedCorpus, docs: np.ndarray | None = None) -> Counter:
     "Token counts of `corpus`, or of its documents `docs` only (counting the smaller side, a block of documents at a time)."
     if docs is None or len(docs) == len(corpus): counts = corpus.counts
@@ -264,7 +219,7 @@ class _Corpora:
         d = corpus.docs(vocab.numericalize(corpus.itos))      # raw id -> vocab id, applied as documents are read
         return d if idxs is None else d.subset(idxs)
 
-
+# %% ../nbs/14_data.ipynb #26702ddf
 def _read_csv(path, cols: dict[str, list[str]], encoding: str = 'utf-8') -> pd.DataFrame:
     "The columns of the CSV file `path` named in `cols` (`{'text': [...], 'label': [...]}`), as strings, or a `FitlamError` naming the file and the columns it has."
     check_columns(path, cols, encoding)
@@ -299,12 +254,6 @@ def _check_texts_col(col: pd.Series, name: str):
     bad = col.isna().to_numpy() | ~col.map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy()
     if bad.any(): raise FitlamError(f'{name}: missing or empty text in rows {_bad_rows(bad)}')
 
-def _label_names(ys, classes, multi_label: bool = False) -> list:
-    "Encoded labels as class names: an index each, or (`multi_label`) a 0/1 row each, shown as the names joined by ';'."
-    ys = ys.cpu().numpy() if torch.is_tensor(ys) else np.asarray(ys)     # (numpy, not torch: a read-only array is fine)
-    if multi_label: return [';'.join(str(c) for c, on in zip(classes, y.tolist()) if on) for y in ys]
-    return [classes[int(i)] for i in ys.tolist()]
-
 def _listify_cols(c) -> list[str]: return [c] if isinstance(c, (str, int)) else list(c)
 
 def _labels(df: pd.DataFrame, cols: list[str], name: str):
@@ -315,14 +264,7 @@ def _labels(df: pd.DataFrame, cols: list[str], name: str):
     if nan.any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
     return _multi_hot(df[cols], f'{name}: label columns {cols}')
 
-def _multi_hot(y, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-    "`y` as a float32 array of 0s and 1s (one column per class), or a `FitlamError` naming the rows (of the data: `rows` maps `y`'s to them) that are not."
-    try: out = np.asarray(y, np.float32)
-    except (TypeError, ValueError) as e: raise FitlamError(f'{name}: multi-label columns must hold 0 or 1 ({e})') from None
-    bad = ~np.isin(out, (0., 1.)).all(axis=1)
-    if bad.any(): raise FitlamError(f'{name}: multi-label columns must hold 0 or 1; rows {_bad_rows(bad, rows=rows)} do not')
-    return out
-
+# %% ../nbs/14_data.ipynb #3e389dfc
 def _new_docs(data, texts_or_df, with_labels: bool | None = False, encoding: str = 'utf-8') -> tuple[ListSource | CSVSource, np.ndarray | None]:
     """New documents for `data.test_dl`, read the way `data` (a data bunch or a loaded learner's stand-in, with its
     `text_cols`, `label_cols`, `mark_fields`, `classes`, `label_delim`) reads its own: a list of texts, a DataFrame,
@@ -369,7 +311,7 @@ def _check_csv_file(path, text_col, where: str):
         f = Path(path)/(text_col if isinstance(text_col, str) and text_col.endswith('.csv') else 'train.csv')
         raise FitlamError(f"{where}: {path} is a folder; fitlam's from_csv takes the CSV file's path, e.g. from_csv('{f}', text_col='text')")
 
-# %% ../nbs/14_data.ipynb #775fcddc
+# %% ../nbs/14_data.ipynb #73463ed0
 class _Bunch:
     "What both data bunches share: vocab, tokenizer, loaders, `show_batch`."
     def __init__(self, train_dl, valid_dl, vocab: Vocab, tokenizer: Tokenizer, corpora: _Corpora | None = None):
@@ -385,7 +327,7 @@ class _Bunch:
         text = self.vocab.decode(ids[:max_tokens])
         return text + (' ...' if len(ids) > max_tokens else '')
 
-
+# %% ../nbs/14_data.ipynb #775fcddc
 class TextLMDataBunch(_Bunch):
     "Training and validation batches for a language model, with its vocab and tokenizer."
     def __init__(self, train: DocIds, valid: DocIds, vocab: Vocab, tokenizer: Tokenizer, bs: int = 64, bptt: int = 70,

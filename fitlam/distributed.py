@@ -48,6 +48,7 @@ def is_main() -> bool:
     "Return whether this process is rank 0, the one that writes checkpoints and shows progress."
     return rank() == 0
 
+# %% ../nbs/60_distributed.ipynb #728a4ca4
 _TORCHRUN_VARS = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 
 def init_distributed(backend: str | None = None, timeout: float | None = None) -> str:
@@ -72,6 +73,7 @@ def teardown_distributed():
     "Leave the process group, if this process is in one."
     if _group_active(): dist.destroy_process_group()
 
+# %% ../nbs/60_distributed.ipynb #728fde00
 @contextmanager
 def main_first():
     "Run a `with` block on rank 0 first, then on the other ranks (to build a cache once and read it everywhere); without a process group, just run it."
@@ -204,6 +206,7 @@ class SyncBatchNorm(_BatchNorm):
                 self.running_var.lerp_((var * total / (total - 1)).to(self.running_var.dtype), momentum)  # unbiased
         return y.to(x.dtype)
 
+# %% ../nbs/60_distributed.ipynb #f44e4e2a
 def convert_sync_batchnorm(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     "Replace every batch norm layer in `model` by a `SyncBatchNorm` sharing its parameters and buffers; return the swaps, for `revert_sync_batchnorm`."
     found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
@@ -313,6 +316,7 @@ def _crc(x) -> int:
     t = _first_tensor(x)
     return zlib.crc32(t.detach().cpu().contiguous().numpy().tobytes()) if t is not None else 0
 
+# %% ../nbs/60_distributed.ipynb #048bdcaa
 class DistributedTrainer(Callback):
     "Train with DDP: wrap the model, give each rank rows `rank::world_size` of every global batch with its loss weighted, sync batch norm, and reduce losses and metrics over the ranks."
     order = 52          # after the recorder (50) has written this rank's numbers, before the progress bar (55) shows them

@@ -360,6 +360,7 @@ def _need(path: Path, what: str) -> Path:
         raise FitlamError(f'{path}: missing; expected {what}; found {found}')
     return path
 
+# %% ../nbs/15_download.ipynb #0f28e87a
 def _read_trec(path: Path) -> list[tuple[str, str]]:
     rows = []
     # split on '\n' only: str.splitlines would also split on Latin-1's \x85 and \x1c-\x1e
@@ -372,6 +373,7 @@ def _read_trec(path: Path) -> list[tuple[str, str]]:
         rows.append((coarse, question.strip()))
     return rows
 
+# %% ../nbs/15_download.ipynb #81d210c0
 def _review_key(p: Path): return (0, int(p.stem.split('_')[0]), p.name) if p.stem.split('_')[0].isdigit() else (1, 0, p.name)
 
 def _read_reviews(folder: Path) -> list[str]:
@@ -398,6 +400,7 @@ def _read_imdb(root: Path, res: Resource, check_rows: bool = True) -> dict[str, 
         out['unsup'] = [t for t in unsup if _norm(t) not in test_texts]
     return out
 
+# %% ../nbs/15_download.ipynb #7e9f990d
 def _read_zhang_csv(path: Path, classes: Sequence[str]) -> list[tuple[str, str]]:
     rows = []
     for line, rec in csv_records(path):         # no header: a class index, then the text fields
@@ -414,6 +417,7 @@ def _write_csv(path: Path, rows, header: Sequence[str]):
         w.writerow(header); w.writerows(rows)
         text.flush(); text.detach()  # leave `f` open for atomic_write
 
+# %% ../nbs/15_download.ipynb #4c5550c0
 def convert_dataset(name: str, raw, dest=None, check_rows: bool = True) -> dict[str, pd.DataFrame]:
     "Convert the official files of dataset `name` in the folder `raw` to `label,text` DataFrames (written to `dest` if given); `check_rows=False` accepts a slice."
     res, raw = _dataset_resource(name), Path(raw)
@@ -506,6 +510,7 @@ def _text_paragraphs(path: Path) -> Iterator[str]:
         elif block: yield ' '.join(block); block = []
     if block: yield ' '.join(block)
 
+# %% ../nbs/15_download.ipynb #f28c0333
 @dataclass
 class Corpus:
     "The text files of a language-model corpus, and generators of their paragraphs and documents."

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, atomic_save, listify, set_seed
+from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, _bad_rows, atomic_save, listify, set_seed
 from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
-from .vocab import Vocab
-from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _bad_rows, _df_texts, _labels, _new_docs, _label_names
+from .vocab import Vocab, _label_names
+from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
 from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fitlam.core import FitlamError
-from fitlam.data import LMLoader, ClasLoader, TextLMDataBunch, TextClasDataBunch, encode_labels
+from fitlam.data import LMLoader, ClasLoader, TextLMDataBunch, TextClasDataBunch
+from fitlam.vocab import encode_labels
 from fitlam.corpus import DocIds
 from fitlam.testing import synth_corpus
 

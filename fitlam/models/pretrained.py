@@ -50,6 +50,7 @@ def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: 
     atomic_save(ckpt, path)
     return path
 
+# %% ../../nbs/23_models.pretrained.ipynb #b430642c
 def _torch_load(path: Path, what: str):
     "Load `path` with `weights_only`; a zip archive (fitlam's files, recent PyTorch's) with its checksums verified first."
     if not path.exists(): raise FitlamError(f'{path}: {what} not found')
@@ -75,6 +76,7 @@ def read_checkpoint(path) -> dict:
     "Read and check a fitlam checkpoint: a dict with `kind`, `config`, `itos` and `state_dict` (and `backwards` where recorded)."
     return _check_checkpoint(_torch_load(Path(path), 'checkpoint'), path)
 
+# %% ../../nbs/23_models.pretrained.ipynb #b65dfcd2
 def _direction(backwards: bool) -> str: return 'backward (reads text right to left)' if backwards else 'forward'
 
 def _check_direction(ckpt: dict, backwards: bool | None, where):
