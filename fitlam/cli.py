@@ -341,9 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pretrain-words', type=int, default=600_000); p.add_argument('--pretrain-epochs', type=int, default=1)
     p.add_argument('--pretrain-lr', type=float, default=5e-3)
     p.add_argument('--max-vocab', type=int, default=10_000, help='of the pretrained LM and of the task (default: 10,000)')
-    p.add_argument('--lm-epochs', type=int, default=4); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
+    p.add_argument('--lm-epochs', type=int, default=12); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lm-drop-mult', type=float, default=0.5)
-    p.add_argument('--clas-epochs', type=int, default=1); p.add_argument('--clas-final-epochs', type=int, default=6)
+    p.add_argument('--clas-epochs', type=int, default=2); p.add_argument('--clas-final-epochs', type=int, default=12)
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
