@@ -2,33 +2,33 @@
 
     FITLAM_DATA=../shared/data python bench/diagnostics/demo_ensemble.py --pretrain-words 300000
 
-Each direction pretrains its own 200/512/2 LM on the first `--pretrain-words` words of `gutenberg`, then runs the
-demo's stages 2 and 3 (12 LM epochs, classifier 2/2/2/12); prints each classifier's error, the ensemble's, and the
-seconds since the start. Whether the paper's forward + backward ensemble fits the demo's 10-minute budget.
+Each direction pretrains its own LM on the first `--pretrain-words` words of `gutenberg`, then runs the demo's stages
+2 and 3, every setting `fitlam demo`'s default (read from its parser); prints each classifier's error, the ensemble's,
+and the seconds since the start. Whether the paper's forward + backward ensemble fits the demo's 10-minute budget.
 """
 import argparse, time
-from fitlam.cli import _corpus_source
+from fitlam.cli import _config, _corpus_source, build_parser
 from fitlam.download import get_dataset
-from fitlam.models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from fitlam.text_learner import Ensemble, pretrain_lm, ulmfit
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument('--pretrain-words', type=int, default=300_000)
 ap.add_argument('--out', default='/tmp/fitlam_demo_ensemble')
 a = ap.parse_args()
+d = build_parser().parse_args(['demo'])          # the demo's defaults
 t0 = time.perf_counter()
 splits = get_dataset('trec6')
 train, valid = splits['train'], splits['valid']
-config = AWDLSTMConfig(**{**FASTAI_LM_CONFIG.to_dict(), 'emb_sz': 200, 'n_hid': 512, 'n_layers': 2})
 learners = []
 for backwards in (False, True):
     out = f'{a.out}/{"bwd" if backwards else "fwd"}'
-    lm = pretrain_lm(_corpus_source(['gutenberg'], a.pretrain_words), config=config, epochs=1, lr=5e-3, max_vocab=10_000, seed=42,
-                     path=out, progress=False, backwards=backwards)
+    lm = pretrain_lm(_corpus_source(['gutenberg'], a.pretrain_words), config=_config(d), epochs=d.pretrain_epochs, lr=d.pretrain_lr,
+                     bs=d.bs, bptt=d.bptt, max_vocab=d.max_vocab, seed=d.seed, path=out, progress=False, backwards=backwards)
     pretrained = lm.save_lm(f'{out}/lm.pth')
     del lm
-    clas = ulmfit(train, valid, pretrained=pretrained, lm_epochs=12, lm_drop_mult=0.5, clas_epochs=2, clas_final_epochs=12, seed=42,
-                  path=out, max_vocab=10_000, backwards=backwards, progress=False, verbose=False)
+    clas = ulmfit(train, valid, pretrained=pretrained, bs=d.bs, bptt=d.bptt, lm_epochs=d.lm_epochs, lm_lr=d.lm_lr, lm_drop_mult=d.lm_drop_mult,
+                  clas_epochs=d.clas_epochs, clas_final_epochs=d.clas_final_epochs, clas_lr=d.clas_lr, clas_drop_mult=d.clas_drop_mult,
+                  seed=d.seed, path=out, max_vocab=d.max_vocab, backwards=backwards, progress=False, verbose=False)
     print(f'{"backward" if backwards else "forward"}: valid error {1 - clas.validate()["accuracy"]:.2%}, '
           f'{time.perf_counter() - t0:.0f} s since the start', flush=True)
     learners.append(clas)
