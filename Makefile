@@ -1,17 +1,28 @@
-# Every target does its own set-up: a project-local virtualenv with the CPU build of torch, then
-# fitlam in editable mode with its dev extras. `make test` is what CI runs (.ci/run).
+# Every target does its own set-up: a project-local virtualenv with the CPU build of torch, then the
+# development environment from requirements/dev.lock (every version pinned, every file hashed), then
+# fitlam in editable mode. `make test` is what CI runs (.ci/run); `make lock` refreshes the lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-slow check-export nbtest pytest demo docs export clean
+PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
+LOCK   := requirements/dev.lock
 
-$(STAMP): pyproject.toml
+.PHONY: install test test-slow check-export nbtest pytest demo docs export clean lock
+
+# The lock pins the files of one platform (its header says which); elsewhere the ranges of pyproject.toml, said out loud.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) "$(TORCH)"
+	if $(BIN)/python tools/lock.py --matches; then \
+	  $(PIP) --require-hashes --no-deps -r $(LOCK) && $(PIP) --no-deps --no-build-isolation -e . ; \
+	else \
+	  echo "warning: $(LOCK) is for another platform ($$(head -2 $(LOCK) | tail -1)); installing the unlocked ranges of pyproject.toml" >&2; \
+	  $(PIP) -e '.[dev]'; \
+	fi
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +30,7 @@ install: $(STAMP)
 # 1. notebooks and modules must not drift, nor grow past the house's sizes; 2. the notebooks' own tests, two at a time,
 # one thread each (two processes of two OpenMP threads on two cores spin-wait each other ~25x slower); 3. pytest, last.
 test: install
+	$(BIN)/python tools/lock.py --check
 	$(BIN)/python tools/check_export.py
 	$(BIN)/python tools/make_readme.py --check
 	$(BIN)/python tools/sizes.py
@@ -38,6 +50,10 @@ export: install
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
 	$(BIN)/python tools/make_readme.py
+
+# Resolve the development environment afresh (newest versions within pyproject.toml's ranges) and pin it with hashes.
+lock: install
+	$(BIN)/python tools/lock.py
 
 clean:
 	rm -rf $(VENV) _site _docs_src .pytest_cache
