@@ -41,7 +41,7 @@ test-slow: install
 	$(BIN)/nbdev_test --n_workers 1 --flags slow
 
 demo: install
-	$(BIN)/fitlam demo
+	$(BIN)/fitlam demo --force
 
 docs: install
 	$(BIN)/python tools/build_docs.py --execute

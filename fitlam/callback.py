@@ -116,15 +116,20 @@ def _grads_finite(opt: torch.optim.Optimizer) -> bool:
 class TerminateOnNaN(Callback):
     "Stop training with a `TrainingDiverged` error, before the optimizer step, when a batch's loss or gradients are not finite."
     order = 50           # after_backward, after whatever changes the gradients there
+    def before_batch(self):             # the forward pass updates buffers (BatchNorm's running stats) before the step is skipped
+        if self.learn.training: self.buffers = [b.detach().clone() for b in self.learn.model.buffers()]
+
     def after_backward(self):
         learn = self.learn
         what = 'loss' if not bool(torch.isfinite(learn.loss).all()) else None if _grads_finite(learn.opt) else 'gradient'
         if what is None: return
+        with torch.no_grad():          # the whole state as after the last finite step: buffers too
+            for b, old in zip(learn.model.buffers(), self.buffers): b.copy_(old)
         lrs = get_hyper(learn.opt, 'lr')
         raise TrainingDiverged(
             f'training diverged: the {what} of batch {learn.iter + 1}/{learn.n_iter} in epoch {learn.epoch + 1}/{learn.n_epoch} is '
             f'{"nan" if what == "loss" and bool(torch.isnan(learn.loss).any()) else "infinite or nan"} (learning rate {lrs[-1]:.3g} '
-            f'for the top layer group). The fit stopped before that batch\'s step, so the model keeps the weights of the last '
+            f'for the top layer group). The fit stopped before that batch\'s step, so the model keeps the weights (and buffers) of the last '
             f'finite step. Train again with a lower learning rate (learn.lr_find() suggests one)')
 
 # %% ../nbs/30_callback.ipynb #cfa64baa

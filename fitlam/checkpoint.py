@@ -4,7 +4,7 @@
 
 # %% ../nbs/34_checkpoint.ipynb #73db4805
 from __future__ import annotations
-import copy
+import copy, dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import FitlamError, atomic_save, check_state_fits, get_rng_states, load_checked, set_rng_states
+from .core import FitlamError, atomic_save, check_state_fits, get_rng_states, listify, load_checked, set_rng_states
 from .callback import Callback
 
 # %% auto #0
-__all__ = ['load_file', 'check_meta', 'save_weights', 'load_weights', 'save_checkpoint', 'restore_checkpoint', 'Checkpoint',
-           'run_stages']
+__all__ = ['load_file', 'check_meta', 'save_weights', 'load_weights', 'fit_recipe', 'save_checkpoint', 'restore_checkpoint',
+           'Checkpoint', 'run_stages']
 
 # %% ../nbs/34_checkpoint.ipynb #bfa575a0
 def _rng_to_plain(states: dict) -> dict:
@@ -81,6 +81,23 @@ def _epoch_iters(dl, n_epoch: int, start: int = 0) -> list[int]:
     finally: dl.set_epoch(current)
     return out
 
+_PROBE = (0., .05, .1, .25, .5, .75, 1.)     # where a fit's schedules are read, to tell one schedule from another
+
+def fit_recipe(learn, n_epoch: int, cbs, wd) -> dict:
+    "What one fit is, for `resume=` to compare: its epochs, LRs and weight decay, its schedules' values at a few points, the model's dropouts."
+    scheds = {name: [[round(float(v), 12) for v in listify(f(p))] for p in _PROBE]
+              for cb in cbs for name, f in getattr(cb, 'scheds', {}).items()}
+    config = getattr(learn.model, 'config', None)
+    drops = {k: v for k, v in dataclasses.asdict(config).items() if k.endswith('_p')} if dataclasses.is_dataclass(config) else {}
+    return dict(n_epoch=n_epoch, lrs=[float(l) for l in learn.lrs], wd=float(learn.wd if wd is None else wd), scheds=scheds, dropouts=drops)
+
+def _check_fit(ck: dict, learn, path):
+    "Refuse a checkpoint written by a fit of another recipe (LRs, schedule, epochs, dropouts): the history would mix the two."
+    ours, theirs = getattr(learn, 'fit_recipe', None), ck.get('fit')
+    if ours is None or theirs is None or ours == theirs: return
+    diff = [f'{k}: {theirs.get(k)} in the checkpoint, {ours.get(k)} in this call' for k in ours if ours.get(k) != theirs.get(k)]
+    raise FitlamError(f'{path}: a checkpoint of another fit ({"; ".join(diff)[:600]}); resume it with the call that wrote it, or start afresh without resume=')
+
 def _cb_keys(learn) -> list[tuple[str, Callback]]:
     "Key each of `learn`'s callbacks by its `name`, numbering repeats (`early_stopping`, `early_stopping_1`)."
     counts, out = {}, []
@@ -94,7 +111,8 @@ def save_checkpoint(learn, path, recipe: dict | None = None) -> Path:
     state = dict(format='fitlam.checkpoint', version=1, model=learn.model.state_dict(), opt=learn.opt.state_dict(),
                  epoch=learn.epoch, epoch_base=learn.epoch_base, n_epoch=learn.n_epoch, n_iters=list(learn.epoch_iters),
                  train_iter=learn.train_iter, frozen_idx=learn.frozen_idx, lrs=list(learn.lrs), rng=_rng_to_plain(get_rng_states()),
-                 meta=learn._meta(), cbs={key: s for key, cb in _cb_keys(learn) if (s := cb.state_dict()) is not None})
+                 meta=learn._meta(), cbs={key: s for key, cb in _cb_keys(learn) if (s := cb.state_dict()) is not None},
+                 fit=getattr(learn, 'fit_recipe', None))
     if recipe is not None: state['recipe'] = recipe
     atomic_save(state, path)
     return Path(path)
@@ -115,6 +133,8 @@ def restore_checkpoint(learn, path):
     except (RuntimeError, ValueError, KeyError) as e:
         learn.model.load_state_dict(model_state); learn.opt.load_state_dict(opt_state)
         raise FitlamError(f'{path}: the checkpoint does not fit this learner: {e}') from None
+    try: _check_fit(ck, learn, path)
+    except FitlamError: learn.model.load_state_dict(model_state); learn.opt.load_state_dict(opt_state); raise
     learn.epoch_base, learn.epoch_iters, learn.total_iter = base, ours, max(1, sum(ours))
     learn.freeze_to(ck['frozen_idx'])
     learn.start_epoch, learn.train_iter = ck['epoch'] + 1, ck['train_iter']

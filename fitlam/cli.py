@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_cli.ipynb #545800fa
 from __future__ import annotations
-import argparse, json, os, platform, sys, tempfile, time
+import argparse, json, os, platform, shutil, sys, tempfile, time
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .core import FitlamError, atomic_write, num_threads, set_seed
+from .callback import Callback
+from .core import FitlamError, atomic_write, is_stream, num_threads, set_seed
 from .vocab import Vocab
 from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
@@ -49,6 +50,54 @@ def _check_out(path, what: str = '--out') -> Path:
     except (FileExistsError, NotADirectoryError): raise FitlamError(f'{what} {path}: a file is in the way; expected a folder') from None
     except OSError as e: raise FitlamError(f'{what} {path}: cannot write there ({e.strerror})') from None
     return path
+
+# %% ../nbs/50_cli.ipynb #eea3bd2d
+_WRITES = {'pretrain': ['lm.pth'], 'finetune-lm': ['lm.pth', 'encoder.pth'], 'train-clas': ['export.pth', 'confusion.png'],
+           'demo': ['pretrained_lm.pth', 'export.pth', 'confusion.png']}     # besides report.json, loss.png and the checkpoint
+_INPUTS = ('train', 'unsup', 'valid', 'pretrained', 'encoder', 'corpus', 'input', 'model', 'data')
+
+def _given_files(args) -> list[Path]:
+    "The existing files among the paths the command was given to read."
+    paths = []
+    for name in _INPUTS:
+        v = getattr(args, name, None)
+        paths += [Path(p) for p in (v if isinstance(v, list) else [v]) if p]
+    return [p for p in paths if p.is_file()]
+
+def _same_file(a: Path, b: Path) -> bool:
+    try: return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError: return False
+
+def _claim(args, targets: Sequence[Path], resume=None) -> list[Path]:
+    "Check, before any work, that the files this command will write (`targets`) are none of its inputs, and that none is left from an earlier run unless `--force` (or it is the checkpoint being resumed)."
+    for t in targets:
+        for f in _given_files(args):
+            if _same_file(f, t): raise FitlamError(f'{t}: the command reads it ({f}) and would write over it; choose another --out')
+    old = [t for t in targets if (t.exists() or t.is_symlink()) and not (resume is not None and _same_file(t, Path(resume)))]
+    if old and not getattr(args, 'force', False):
+        raise FitlamError(f'{old[0].parent}: holds {", ".join(t.name for t in old)} from an earlier run; pass --force to replace '
+                          'them, or choose another --out')
+    return list(targets)
+
+def _out_files(args, out: Path) -> list[Path]:
+    "The files a training command writes into `out`."
+    return [out/n for n in _WRITES[args.command] + ['report.json', 'loss.png']] + ([_ckpt(args, out)] if hasattr(args, 'resume') else [])
+
+def _check_space(out: Path, model: torch.nn.Module, copies: int = 6):
+    "Refuse to start training where `out`'s disk cannot hold `copies` times the weights (a checkpoint holds them and Adam's two moments; the LM, encoder or export one more each)."
+    need = copies * sum(p.numel() * p.element_size() for p in model.parameters()) + 2**20
+    free = shutil.disk_usage(out).free
+    if free < need: raise FitlamError(f'--out {out}: {free / 2**20:,.1f} MB free on its disk; the checkpoint and artefacts need about '
+                                      f'{need / 2**20:,.1f} MB: free some space or choose another --out')
+
+class _DiskCheck(Callback):
+    "`_check_space` when a fit starts (for `pretrain_lm`, which builds its learner and trains in one call)."
+    def __init__(self, out: Path): self.out = out
+    def before_fit(self): _check_space(self.out, self.learn.model)
+
+def _ckpt(args, out: Path) -> Path:
+    "Where a training command writes its checkpoint after each epoch (`--checkpoint`, default `out/checkpoint.pth`)."
+    return Path(args.checkpoint) if getattr(args, 'checkpoint', None) else out/'checkpoint.pth'
 
 # %% ../nbs/50_cli.ipynb #499bff79
 def _save_fig(fig, path: Path):
@@ -106,10 +155,13 @@ def _lm_size(learn) -> dict:
 def cmd_pretrain(args) -> dict:
     "Stage 1: train an AWD-LSTM LM on a general-domain corpus."
     t0, out = time.perf_counter(), _check_out(args.out)
+    _claim(args, _out_files(args, out), args.resume)
     learn = pretrain_lm(_corpus_source(args.corpus, args.max_words), config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
                         max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, backwards=args.backwards,
-                        seed=args.seed, path=args.out, progress=not args.quiet)
+                        seed=args.seed, path=args.out, progress=not args.quiet, checkpoint=_ckpt(args, out), resume=args.resume,
+                        cbs=[_DiskCheck(out)])
     lm_path = learn.save_lm(out/'lm.pth')
+    _ckpt(args, out).unlink(missing_ok=True)
     _final(learn, f'saved the LM to {lm_path}')
     return _write_report(out, 'pretrain', learn, lm=str(lm_path), corpus=args.corpus, **_lm_size(learn),
                          vocab=len(learn.vocab), wall_s=round(time.perf_counter() - t0, 1))
@@ -118,6 +170,7 @@ def cmd_pretrain(args) -> dict:
 def cmd_finetune_lm(args) -> dict:
     "Stage 2: fine-tune a pretrained LM on the task's text (labels unused)."
     t0, out = time.perf_counter(), _check_out(args.out)
+    _claim(args, _out_files(args, out), args.resume)
     texts = [t for f in args.train + (args.unsup or []) for t in _read_csv(f, [args.text_col], args.encoding)[args.text_col]]
     pretrained = _checkpoint_file(args.pretrained, args.out) if args.pretrained else None   # a path, or a name under --out/models
     if args.wt103: pretrained = fastai_wt103(args.backwards)
@@ -126,8 +179,11 @@ def cmd_finetune_lm(args) -> dict:
                                       max_vocab=args.max_vocab, min_freq=args.min_freq, progress=not args.quiet,
                                       pretrained_vocab=None if args.task_vocab_only else pretrained)
     learn = language_model_learner(data, pretrained=pretrained, drop_mult=args.drop_mult, path=args.out, progress=not args.quiet)
-    learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs)
+    _check_space(out, learn.model)
+    learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs, checkpoint=_ckpt(args, out),
+                    resume=args.resume)
     lm_path, enc_path = learn.save_lm(out/'lm.pth'), learn.save_encoder(out/'encoder.pth')
+    _ckpt(args, out).unlink(missing_ok=True)
     _final(learn, f'saved the LM to {lm_path} and its encoder to {enc_path}')
     return _write_report(out, 'finetune-lm', learn, lm=str(lm_path), encoder=str(enc_path), pretrained=str(pretrained),
                          n_texts=len(texts), vocab=len(data.vocab), wall_s=round(time.perf_counter() - t0, 1))
@@ -136,6 +192,7 @@ def cmd_finetune_lm(args) -> dict:
 def cmd_train_clas(args) -> dict:
     "Stage 3: fine-tune a classifier on the encoder with gradual unfreezing; export it."
     t0, out = time.perf_counter(), _check_out(args.out)
+    _claim(args, _out_files(args, out), args.resume)
     cols = [args.text_col, args.label_col]
     train = _read_csv(args.train, cols, args.encoding)
     valid = _read_csv(args.valid, cols, args.encoding) if args.valid else None    # none: --valid-pct of the training rows
@@ -145,29 +202,36 @@ def cmd_train_clas(args) -> dict:
                                      valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet)
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
                                     progress=not args.quiet)
-    learn.fine_tune(args.epochs, final_epochs=args.final_epochs, lr=args.lr, lr_factor=args.lr_factor)
+    _check_space(out, learn.model)
+    learn.fine_tune(args.epochs, final_epochs=args.final_epochs, lr=args.lr, lr_factor=args.lr_factor, checkpoint=_ckpt(args, out),
+                    resume=args.resume)
     model = learn.export()                                     # out/export.pth, the library's default name
-    interp = ClassificationInterpretation.from_learner(learn)
-    _save_fig(interp.plot_confusion_matrix(), out/'confusion.png')
+    _ckpt(args, out).unlink(missing_ok=True)
     metrics = learn.validate()
     print(f"valid accuracy {metrics['accuracy']:.4f}  error {1 - metrics['accuracy']:.4f}  ({len(data.valid_dl.docs)} texts); "
           f"exported the classifier to {model}")
     yardstick = _yardstick(data, 1 - metrics['accuracy'])
-    return _write_report(out, 'train-clas', learn, model=str(model), encoder=str(args.encoder), classes=list(data.classes),
-                         valid_accuracy=metrics['accuracy'], valid_error=1 - metrics['accuracy'], **yardstick,
-                         wall_s=round(time.perf_counter() - t0, 1))
+    report = _write_report(out, 'train-clas', learn, model=str(model), encoder=str(args.encoder), classes=list(data.classes),
+                           valid_accuracy=metrics['accuracy'], valid_error=1 - metrics['accuracy'], **yardstick,
+                           wall_s=round(time.perf_counter() - t0, 1))
+    _save_fig(ClassificationInterpretation.from_learner(learn).plot_confusion_matrix(), out/'confusion.png')   # after the report
+    return report
 
 # %% ../nbs/50_cli.ipynb #bae43276
 def cmd_predict(args) -> pd.DataFrame:
     "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier."
-    if args.out: _check_out(Path(args.out).parent or '.', what=f'--out {args.out}: its folder')
+    to_stdout = args.out == '-'
+    if args.out and not to_stdout and not is_stream(args.out):
+        _check_out(Path(args.out).parent or '.', what=f'--out {args.out}: its folder')
+        _claim(args, [Path(args.out)])
     learn = _load_classifier(args)
     df = pd.DataFrame({args.text_col: args.text}) if args.text else _read_csv(args.input, [args.text_col], args.encoding)
     probs = learn.predict_proba(df[args.text_col].tolist())
     out = df.assign(prediction=[learn.classes[i] for i in probs.argmax(1).tolist()], probability=probs.max(1).values.numpy())
-    if args.out:
+    if to_stdout: out.to_csv(sys.stdout, index=False)
+    elif args.out:
         with atomic_write(args.out, 'w') as f: out.to_csv(f, index=False)
-        print(f'wrote {len(out)} predictions to {args.out}')
+        print(f'wrote {len(out)} predictions to {args.out}', file=sys.stderr if is_stream(args.out) else sys.stdout)
     else: print(out[[args.text_col, 'prediction', 'probability']].to_string(index=False, max_colwidth=60))
     return out
 
@@ -191,6 +255,7 @@ def cmd_evaluate(args) -> dict:
 def cmd_demo(args) -> dict:
     "Run ULMFiT's three stages on TREC-6 and print the validation accuracy."
     t0, out, timings = time.perf_counter(), _check_out(args.out), {}
+    _claim(args, _out_files(args, out))
     splits = get_dataset('trec6', path=args.data)
     train, valid = splits['train'], splits['valid']
     print(f'TREC-6: {len(train)} training and {len(valid)} validation questions, {train.label.nunique()} classes')
@@ -222,13 +287,14 @@ def cmd_demo(args) -> dict:
     acc = clas.validate()['accuracy']
     yardstick = _yardstick(clas.data, 1 - acc)
     model = clas.export()
-    _save_fig(ClassificationInterpretation.from_learner(clas).plot_confusion_matrix(), out/'confusion.png')
     wall = round(time.perf_counter() - t0, 1)
     print(f'\nTREC-6 valid accuracy {acc:.4f} (error {1 - acc:.2%}) on {len(valid)} questions; pretrained on {source}; '
           f'{wall:.0f} s in all {timings}')
     print(f'model: {model}  (try: fitlam predict --model {model} --text "Who wrote Hamlet?")')
-    return _write_report(out, 'demo', clas, valid_accuracy=acc, valid_error=1 - acc, **yardstick, pretrained_on=source, timings=timings,
-                         wall_s=wall, model=str(model))
+    report = _write_report(out, 'demo', clas, valid_accuracy=acc, valid_error=1 - acc, **yardstick, pretrained_on=source,
+                           timings=timings, wall_s=wall, model=str(model))
+    _save_fig(ClassificationInterpretation.from_learner(clas).plot_confusion_matrix(), out/'confusion.png')   # after the report
+    return report
 
 # %% ../nbs/50_cli.ipynb #99273707
 def _add_model_args(p, emb=None, hid=None, layers=None):
@@ -253,6 +319,11 @@ def _add_common(p, out: str):
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--threads', type=_positive_int, default=None)
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--force', action='store_true', help="replace the artefacts of an earlier run in --out (never the command's own inputs)")
+
+def _add_resume(p):
+    p.add_argument('--checkpoint', default=None, help='the checkpoint written after each epoch (default: OUT/checkpoint.pth; removed when the run ends well)')
+    p.add_argument('--resume', default=None, help='continue a killed or interrupted run from its checkpoint (the same command and options)')
 
 _HELP = {   # the options several subcommands share, or that need no more words than this
     '--threads': "torch threads (default: torch's choice, or $FITLAM_THREADS)", '--seed': 'random seed (the validation split, the initial weights, the dropout masks)', '--epochs': 'epochs of training',
@@ -287,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-vocab', type=int, default=60_000); p.add_argument('--min-freq', type=int, default=3)
     p.add_argument('--drop-mult', type=float, default=0.5)
     p.add_argument('--backwards', action='store_true', help='a backward LM (reads text right to left), for a forward + backward ensemble')
-    _add_model_args(p, 400, 1152, 3); _add_common(p, 'fitlam_pretrain'); p.set_defaults(func=cmd_pretrain)
+    _add_model_args(p, 400, 1152, 3); _add_common(p, 'fitlam_pretrain'); _add_resume(p); p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser('finetune-lm', help='stage 2: fine-tune a pretrained LM on the task\'s text')
     p.add_argument('--train', nargs='+', required=True, help='CSV file(s) with the task\'s texts')
@@ -302,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone (words seen --min-freq times); by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--drop-mult', type=float, default=1.)
-    _add_encoding(p); _add_common(p, 'fitlam_lm'); p.set_defaults(func=cmd_finetune_lm)
+    _add_encoding(p); _add_common(p, 'fitlam_lm'); _add_resume(p); p.set_defaults(func=cmd_finetune_lm)
 
     p = sub.add_parser('train-clas', help='stage 3: fine-tune a classifier with gradual unfreezing')
     p.add_argument('--train', required=True, help='CSV file of labelled training texts')
@@ -315,14 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--final-epochs', type=int, default=None, help='epochs of the last (all layers) stage')
     p.add_argument('--lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--lr-factor', type=float, default=ULMFIT_LR_FACTOR)
     p.add_argument('--drop-mult', type=float, default=0.5)
-    _add_encoding(p); _add_common(p, 'fitlam_clas'); p.set_defaults(func=cmd_train_clas)
+    _add_encoding(p); _add_common(p, 'fitlam_clas'); _add_resume(p); p.set_defaults(func=cmd_train_clas)
 
     p = sub.add_parser('predict', help='classify texts with an exported classifier')
     p.add_argument('--model', required=True)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument('--text', action='append', help='a text to classify (repeatable)')
     what.add_argument('--input', help='a CSV file with a text column'); p.add_argument('--text-col', default='text')
-    p.add_argument('--out', help='write the predictions to this CSV'); p.add_argument('--threads', type=_positive_int, default=None)
+    p.add_argument('--out', help='write the predictions to this CSV (- for standard output); never over --input')
+    p.add_argument('--force', action='store_true', help='replace an existing --out file')
+    p.add_argument('--threads', type=_positive_int, default=None)
     _add_encoding(p)
     p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
     p.set_defaults(func=cmd_predict)
@@ -365,7 +438,18 @@ def main(argv: Sequence[str] | None = None):
         print(f'fitlam {args.command}: error: the output was closed before all of it was written (broken pipe)', file=sys.stderr)
     except (FitlamError, OSError) as e:         # an OSError: a full disk, a folder that cannot be written...
         print(f'fitlam {args.command}: error: {e}', file=sys.stderr)
+    except KeyboardInterrupt:                   # Ctrl-C: one line that says what is kept and how to go on, exit status 130
+        print(f'fitlam {args.command}: interrupted; {_resume_hint(args)}', file=sys.stderr)
+        raise SystemExit(130) from None
     raise SystemExit(2)
+
+def _resume_hint(args) -> str:
+    "What an interrupted command left to continue from."
+    if not hasattr(args, 'resume'): return 'nothing was written' if args.command != 'demo' else 'the demo does not resume: run it again'
+    ck = _ckpt(args, Path(args.out))
+    if not ck.exists(): return 'no epoch had finished, so there is no checkpoint to resume from'
+    return f'the last finished epoch is in {ck}: run the same command with --resume {ck} to continue'
+
 
 def cli() -> int:
     "The `fitlam` console script: `main`, with exit status 0 on success (a returned report is not an exit status)."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #94b6d4b2
 from __future__ import annotations
-import os, random, shutil, sys, tempfile, time, zipfile
+import errno, os, random, shutil, stat, sys, tempfile, time, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'SPECIAL_TOKENS', 'TMP_SUFFIX',
            'FitlamError', 'refuse_fastai_args', 'TextFrame', 'bars_shown', 'set_seed', 'get_rng_states',
-           'set_rng_states', 'default_device', 'to_device', 'clean_stale', 'atomic_write', 'TempDir',
+           'set_rng_states', 'default_device', 'to_device', 'clean_stale', 'is_stream', 'atomic_write', 'TempDir',
            'check_state_fits', 'atomic_save', 'load_checked', 'listify', 'num_threads', 'trim_heap']
 
 # %% ../nbs/00_core.ipynb #d24ba969
@@ -161,10 +161,32 @@ def _umask() -> int:
     umask = os.umask(0o22); os.umask(umask)    # (briefly visible to other threads: only where /proc is missing)
     return umask
 
+def is_stream(path) -> bool:
+    "Whether `path` is (or links to) a device, a FIFO or a socket: something written as a stream, never replaced (`/dev/stdout`, `/dev/null`)."
+    try: mode = os.stat(path).st_mode        # follows links, /proc's fd links too
+    except (OSError, ValueError): return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+def _write_target(path: Path) -> Path:
+    "The file a write to `path` replaces: through symlinks (even dangling ones) to their target, so the link itself stays."
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+@contextmanager
+def _stream_write(path: Path, mode: str):
+    "Write straight into the device or FIFO `path` (there is no file to replace, and nothing half-written to leave behind)."
+    if stat.S_ISSOCK(os.stat(path).st_mode): raise FitlamError(f'{path}: a socket; expected a file name to write')
+    with open(path, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
+        yield f
+        f.flush()
+
 @contextmanager
 def atomic_write(path, mode: str = 'wb'):
-    "Open a temporary file beside `path` for writing (text modes in UTF-8), and rename it to `path` only if the block succeeds."
+    "Open a temporary file beside `path` for writing (text modes in UTF-8), and rename it to `path` only if the block succeeds; a symlink's target is what gets replaced, a device or FIFO is written straight."
     path = Path(path)
+    if is_stream(path):
+        with _stream_write(path, mode) as f: yield f
+        return
+    path = _write_target(path)
     if path.is_dir(): raise FitlamError(f'{path}: is a folder; expected a file name to write')
     try: path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError): raise FitlamError(f'{path}: {path.parent} is a file, not a folder') from None
@@ -227,9 +249,28 @@ def _crc32_on():
     try: yield
     finally: torch.serialization.config.save.compute_crc32 = cfg
 
+def _nbytes(obj) -> int:
+    "The bytes of the tensors in `obj` (nested dicts, lists and tuples)."
+    if torch.is_tensor(obj): return obj.numel() * obj.element_size()
+    if isinstance(obj, dict): return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)): return sum(_nbytes(v) for v in obj)
+    return 0
+
+def _write_failed(e: BaseException) -> bool:
+    "Whether `e` is a failed write: a full disk or quota, a size limit, or the error torch's zip writer raises for one."
+    if isinstance(e, OSError): return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in ('inline_container', 'PytorchStreamWriter', 'file write failed'))
+
 def atomic_save(obj, path):
-    "`torch.save` `obj` to `path` atomically, with a checksum of each part that `load_checked` verifies."
-    with _crc32_on(), atomic_write(path) as f: torch.save(obj, f)
+    "`torch.save` `obj` to `path` atomically, with a checksum of each part that `load_checked` verifies; a full disk is a `FitlamError` naming the file and the space it needs."
+    try:
+        with _crc32_on(), atomic_write(path) as f: torch.save(obj, f)
+    except (OSError, RuntimeError) as e:
+        if not _write_failed(e): raise
+        try: free = f'{shutil.disk_usage(Path(path).parent).free / 2**20:,.1f} MB free there'
+        except OSError: free = 'its free space unknown'
+        raise FitlamError(f'{path}: could not be written, the disk is full ({free}; it needs about {_nbytes(obj) / 2**20:,.1f} MB); '
+                          f'the file that was there is unchanged ({type(e).__name__}: {e})') from None
 
 def load_checked(path, what: str = 'file'):
     "Load a file written by `atomic_save` (`weights_only`: no code runs) after verifying its checksums; a `FitlamError` naming `path` otherwise."

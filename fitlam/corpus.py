@@ -4,8 +4,9 @@
 
 # %% ../nbs/12_corpus.ipynb #37819133
 from __future__ import annotations
-import atexit, hashlib, json, os, shutil, struct, tempfile, warnings, zlib
+import atexit, hashlib, json, os, re, shutil, struct, tempfile, types, warnings, zlib
 from collections import Counter
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -14,7 +15,7 @@ import numpy as np
 
 from .core import FitlamError, TempDir
 from .csvio import check_columns, iter_csv
-from .tokenizer import Tokenizer, _check_texts, join_fields
+from .tokenizer import _BUILTIN_RULES, Tokenizer, _check_texts, join_fields
 from .workers import _chunk_texts, _run
 
 # %% auto #0
@@ -232,13 +233,34 @@ class TokenizedCorpus:
     def __repr__(self): return f'TokenizedCorpus({self.n_docs} docs, {self.n_tokens} tokens, {len(self.itos)} types, {self.path})'
 
 # %% ../nbs/12_corpus.ipynb #2528bcfb
+_PLAIN = (str, bytes, int, float, bool, type(None), tuple, frozenset, re.Pattern)
+
+def _code_digest(f, seen: set | None = None) -> str:
+    "What a custom rule computes, for the cache key: its bytecode and constants, the plain values (strings, regexes) and functions of its module it names, recursively; an edited rule (or helper, or pattern) gets new tokens, not its old version's."
+    seen = set() if seen is None else seen
+    if isinstance(f, partial): return _code_digest(f.func, seen) + json.dumps(f.keywords, sort_keys=True, default=repr)
+    code = getattr(f, '__code__', None)
+    if code is None or id(f) in seen: return repr(f) if code is None else ''
+    seen.add(id(f))
+    def walk(c): return (c.co_code, c.co_names, tuple(walk(k) if isinstance(k, types.CodeType) else repr(k) for k in c.co_consts))
+    glob = getattr(f, '__globals__', {})
+    used = [(n, repr(v) if isinstance(v, _PLAIN) else _code_digest(v, seen)) for n in sorted(code.co_names) if n in glob
+            and (isinstance(v := glob[n], _PLAIN) or (callable(v) and getattr(v, '__module__', None) == f.__module__))]
+    return hashlib.sha256(repr((walk(code), used)).encode()).hexdigest()
+
 def _cache_key(source, tok: Tokenizer) -> str:
     from importlib.metadata import version           # spaCy's version, without importing spaCy
     import fitlam
     h = _hasher()
     h.update(json.dumps([_CACHE_FORMAT, fitlam.__version__, version('spacy'), tok.to_config()], sort_keys=True).encode())
     h.update(source.fingerprint().encode())
+    custom = [_code_digest(r) for r in tok.rules + tok.post_rules if not _is_builtin(r)]
+    if custom: h.update(json.dumps(custom).encode())     # a rule's name is not enough: its code may have changed
     return h.hexdigest()
+
+def _is_builtin(rule) -> bool:
+    "Whether `rule` is one of fitlam's own text rules (their code is fitlam's version, already in the key)."
+    return _BUILTIN_RULES.get(getattr(rule, '__qualname__', '')) is rule
 
 def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, n_workers: int | None = None,
                     chunk_chars: int = 1 << 20, progress: bool = True) -> TokenizedCorpus:

@@ -24,7 +24,7 @@ from .metrics import ProgressCallback, Recorder, as_metric, flat_cross_entropy
 from .schedule import (
     LRFinder, LRFindResult, ParamScheduler, one_cycle_curve, one_cycle_moms, per_group, steep, stlr_curve, valley)
 from .optimizer import ParamGroups, adam, discriminative_lrs, _check_epochs, _check_lr
-from .checkpoint import Checkpoint, _cpu_copy, _epoch_iters, load_weights, run_stages, save_checkpoint, save_weights
+from .checkpoint import Checkpoint, _cpu_copy, _epoch_iters, fit_recipe, load_weights, run_stages, save_checkpoint, save_weights
 from .training import KeepBest
 
 # %% auto #0
@@ -230,6 +230,7 @@ class Learner:
                 set_hyper(self.opt, 'lr', self.lrs)
                 set_hyper(self.opt, 'wd', self.wd if wd is None else wd)
                 hypers = [{k: v for k, v in g.items() if k != 'params'} for g in self.opt.param_groups]
+                self.fit_recipe = fit_recipe(self, n_epoch, cbs, wd)        # what a resume must match
                 self.opt.zero_grad(set_to_none=True)
                 try: self._with_events(self._do_fit, 'fit', CancelFitException)
                 except BaseException:    # killed or failed: after_fit did not run, so undo what schedulers set (momentum...)

@@ -281,6 +281,10 @@ class ClassifierLearner(TextLearner):
         super().__init__(data, model, loss_func, vocab, tokenizer, **kwargs)
         self.classes, self.multi_label = list(classes), multi_label
 
+    def _meta(self) -> dict:
+        "Also the classes, in order: `load` and `resume=` refuse weights trained on another class set (the same vocab and count are the normal case in ULMFiT)."
+        return {**super()._meta(), 'classes': [str(c) for c in self.classes]}
+
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, final_epochs: int | None = None,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, min_steps: int = 0,
                   keep_best: bool | str = False, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
