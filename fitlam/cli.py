@@ -34,12 +34,21 @@ __all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', '
 # %% ../nbs/50_cli.ipynb #a5f23718
 def _read_csv(path, cols: Sequence[str], encoding: str = 'utf-8') -> pd.DataFrame:
     "Read a CSV (every cell a string) whose `cols` must exist and have no empty cell, naming the file, the column and the rows otherwise."
+    if is_stream(path): return _read_stream(path, cols, encoding)
     check_columns(path, {'required': list(cols)}, encoding, what='--encoding')
     df = read_csv(path, encoding=encoding, what='--encoding')
     for c in cols:
         empty = np.flatnonzero(df[c].str.strip() == '')
         if len(empty): raise FitlamError(f'{path}: column {c!r} is empty in {len(empty)} row(s) (first data rows: {empty[:10].tolist()})')
     return df
+
+def _read_stream(path, cols: Sequence[str], encoding: str) -> pd.DataFrame:
+    "`_read_csv` of a pipe (`--input <(cat f.csv)`, a FIFO): read once, into a temporary file, since a second open finds it empty."
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)/'input.csv'
+        with open(path, 'rb') as src, open(tmp, 'wb') as dst: shutil.copyfileobj(src, dst)
+        try: return _read_csv(tmp, cols, encoding)
+        except FitlamError as e: raise FitlamError(str(e).replace(str(tmp), str(path))) from None
 
 def _check_out(path, what: str = '--out') -> Path:
     "Make the output folder `path` and check a file can be written there, before any training: a `FitlamError` naming it otherwise."
@@ -314,8 +323,8 @@ def _add_encoding(p):
 
 def _add_common(p, out: str):
     p.add_argument('--out', default=out, help=f'folder for the artefacts and report (default: {out})')
-    p.add_argument('--bs', type=int, default=64, help='batch size (paper: 64)')
-    p.add_argument('--bptt', type=int, default=70, help='BPTT length (paper: 70)')
+    p.add_argument('--bs', type=_positive_int, default=64, help='batch size (paper: 64)')
+    p.add_argument('--bptt', type=_positive_int, default=70, help='BPTT length (paper: 70)')
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--threads', type=_positive_int, default=None)
     p.add_argument('--quiet', action='store_true', help='no progress bars')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #94b6d4b2
 from __future__ import annotations
-import errno, os, random, shutil, stat, sys, tempfile, time, zipfile
+import errno, os, pickle, random, re, shutil, stat, sys, tempfile, time, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -282,6 +282,10 @@ def load_checked(path, what: str = 'file'):
         raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from None
     if bad is not None: raise FitlamError(f'{path}: a corrupt {what}: the checksum of its part {bad!r} does not match (a damaged copy?)')
     try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:          # a pickled function or class: refused, and torch's hint to run it anyway is not repeated
+        found = re.search(r'(GLOBAL [^\s]+|Unsupported [^\n]+)', str(e))
+        raise FitlamError(f'{path}: refused: it holds Python code or objects a {what} does not ({found.group(1) if found else "not plain data"}); '
+                          'fitlam loads only plain weights and never runs code from a file') from None
     except Exception as e:
         raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from e
 

@@ -58,6 +58,9 @@ def csv_records(path, encoding: str = 'utf-8', what: str = 'encoding=') -> Itera
             except csv.Error as e: raise FitlamError(f'{path}, line {line}: malformed CSV ({e}); quote fields that hold quotes, '
                                                      'commas or line breaks ("...") and double the quotes inside ("")') from None
     except UnicodeDecodeError as e: raise _decode_error(path, encoding, e, what) from None
+    except UnicodeError as e:                   # utf-16/32 without a byte-order mark: which byte order is not known
+        raise FitlamError(f'{path}: not {encoding} text as given ({e}); name the byte order with {what} '
+                          f"(e.g. '{encoding}-le' or '{encoding}-be')") from None
     except LookupError: raise FitlamError(f'{what.rstrip("=")}={encoding!r}: not an encoding Python knows') from None
 
 # %% ../nbs/05_csvio.ipynb #89689dff
@@ -95,6 +98,8 @@ def iter_csv(path, columns: Sequence[str] | None = None, chunk_rows: int = 2000,
     chunk, rows, sent = [[] for _ in columns], 0, False
     for line, rec in records:
         if len(rec) != n: raise _field_count_error(path, line, rec, header)
+        if rec == first[1]: raise FitlamError(f'{path}, line {line}: repeats the header {header} (two CSV files joined with cat?); '
+                                              'remove the line, or join the files with pandas')
         for vals, i in zip(chunk, idx): vals.append(rec[i])
         rows += 1
         if rows >= chunk_rows:

@@ -61,15 +61,23 @@ class ClassificationInterpretation:
                  if i != j and cm[i, j] >= min_count]
         return sorted(pairs, key=lambda p: -p[2])
 
-    def plot_confusion_matrix(self, normalize: bool = False, cmap: str = 'Blues'):
-        "Plot the confusion matrix (rows normalised to 1 if `normalize`) and return the Figure."
+    def plot_confusion_matrix(self, normalize: bool = False, cmap: str = 'Blues', max_classes: int = 30):
+        "Plot the confusion matrix (rows normalised to 1 if `normalize`) and return the Figure; of more than `max_classes` classes, the `max_classes` most confused."
         cm = self.confusion_matrix().astype(float)
         if normalize: cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        keep, n_all = np.arange(len(cm)), len(cm)
+        if len(cm) > max_classes:                # a cell per pair would take minutes and gigabytes at a few hundred classes
+            off = cm - np.diag(np.diag(cm))
+            keep = np.sort(np.argsort(-(off.sum(0) + off.sum(1)), kind='stable')[:max_classes])
+            cm = cm[np.ix_(keep, keep)]
+        names = [self.classes[i] for i in keep]
         fig, axs = figure_axes(figsize=(1.2 + 0.6 * len(cm), 1 + 0.6 * len(cm)))
         ax = axs[0, 0]
         ax.imshow(cm, cmap=cmap)
-        ax.set_xticks(range(len(cm)), self.classes, rotation=45, ha='right'); ax.set_yticks(range(len(cm)), self.classes)
-        ax.set_xlabel('predicted'); ax.set_ylabel('actual'); ax.set_title('confusion matrix' + (' (normalised)' if normalize else ''))
+        ax.set_xticks(range(len(cm)), names, rotation=45, ha='right'); ax.set_yticks(range(len(cm)), names)
+        ax.set_xlabel('predicted'); ax.set_ylabel('actual')
+        ax.set_title('confusion matrix' + (' (normalised)' if normalize else '') +
+                     (f': the {len(cm)} most confused of {n_all} classes' if len(cm) < n_all else ''))
         for i in range(len(cm)):
             for j in range(len(cm)):
                 ax.text(j, i, f'{cm[i, j]:.2f}' if normalize else f'{int(cm[i, j])}', ha='center', va='center',

@@ -228,7 +228,7 @@ class Learner:
                 self.epoch_iters = _epoch_iters(self.data.train_dl, n_epoch, self.epoch_base)
                 self.total_iter = max(1, sum(self.epoch_iters))
                 set_hyper(self.opt, 'lr', self.lrs)
-                set_hyper(self.opt, 'wd', self.wd if wd is None else wd)
+                set_hyper(self.opt, 'wd', self.wd if wd is None else _check_lr(wd, 'wd'))
                 hypers = [{k: v for k, v in g.items() if k != 'params'} for g in self.opt.param_groups]
                 self.fit_recipe = fit_recipe(self, n_epoch, cbs, wd)        # what a resume must match
                 self.opt.zero_grad(set_to_none=True)

@@ -91,7 +91,7 @@ def _check_lr(lr, what: str = 'lr') -> float:
     if isinstance(lr, slice): raise FitlamError(f'{what}={lr}: fitlam takes no slice; pass a float with lr_factor=2.6, or a list of LRs, one per layer group')
     try: v = float(lr)
     except (TypeError, ValueError): v = float('nan')
-    if not (math.isfinite(v) and v >= 0): raise FitlamError(f'{what}={lr!r}: expected a finite learning rate >= 0')
+    if not (math.isfinite(v) and v >= 0): raise FitlamError(f'{what}={lr!r}: expected a finite {"learning rate" if "lr" in what else "number"} >= 0')
     return v
 
 def _check_epochs(n, what: str = 'n_epoch') -> int:

@@ -61,6 +61,9 @@ def stlr_curve(cut_frac: float = 0.1, ratio: float = 32.) -> Callable[[float], f
 # %% ../nbs/32_schedule.ipynb #dfa56fd5
 def one_cycle_curve(div: float = 25., div_final: float = 1e5, pct_start: float = 0.25) -> Callable[[float], float]:
     "Return fastai's one-cycle LR schedule as a fraction of the maximum: cosine from 1/div up to 1 at `pct_start`, cosine down to 1/div_final."
+    for name, v in (('div', div), ('div_final', div_final)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise FitlamError(f'{name}={v!r}: expected a finite number > 0 (the LR is divided by it)')
+    if not (isinstance(pct_start, (int, float)) and 0 <= pct_start <= 1): raise FitlamError(f'pct_start={pct_start!r}: expected a fraction of the fit, 0 to 1')
     return combine_scheds([pct_start, 1 - pct_start], [sched_cos(1 / div, 1.), sched_cos(1., 1 / div_final)])
 
 def one_cycle_moms(moms: Sequence[float] = (0.95, 0.85, 0.95), pct_start: float = 0.25) -> Callable[[float], float]:

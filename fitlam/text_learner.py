@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_text_learner.ipynb #1d18d311
 from __future__ import annotations
-import time
+import math, time
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, _bad_rows, atomic_save, listify, set_seed
 from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
-from .vocab import Vocab, _label_names
+from .vocab import Vocab, _check_classes, _label_names
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
 from .models.kernels import lm_cross_entropy
@@ -214,6 +214,8 @@ class LMLearner(TextLearner):
     def predict(self, prompt: str, n_words: int = 20, temperature: float = 1., no_unk: bool = True, seed: int | None = None,
                 decode: bool = True) -> str | list[str]:
         "Continue `prompt` by `n_words` tokens sampled at `temperature` (0: greedy; `seed`: a generator of its own, the global RNG untouched); return the text (or the tokens). A backward LM writes the words before `prompt`."
+        if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise FitlamError(f'temperature={temperature!r}: expected a finite number >= 0 (0: the most likely word each time)')
         if not isinstance(prompt, str): raise FitlamError(f'predict: prompt is a {type(prompt).__name__}, expected a string')
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         tokens = self.tokenizer(prompt) if prompt.strip() else [BOS]
@@ -355,7 +357,8 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
         encoder = _checkpoint_file(encoder, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
         if config is None: config = _sized_like(encoder, FASTAI_CLAS_CONFIG)
     config = (config or FASTAI_CLAS_CONFIG).scaled(drop_mult)
-    bptt = bptt or getattr(data, 'bptt', 70)
+    bptt = getattr(data, 'bptt', 70) if bptt is None else bptt
+    if isinstance(bptt, bool) or not isinstance(bptt, int) or bptt < 1: raise FitlamError(f'bptt={bptt!r}: expected a whole number >= 1 (paper: 70)')
     model = TextClassifier(len(data.vocab), data.c, config, bptt=bptt, max_len=max_len or 20 * bptt,
                            lin_ftrs=None if lin_ftrs is None else list(lin_ftrs), ps=None if ps is None else list(ps))
     multi = getattr(data, 'multi_label', False)
@@ -425,13 +428,16 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     if kind not in ('classifier', 'lm'): raise FitlamError(f"{path}: an export of kind {kind!r:.40}; expected 'classifier' or 'lm'")
     missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
-    bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)))
-           if k in state and not isinstance(state[k], t)]
+    bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)),
+                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('columns', dict), ('classes', (list, tuple)))
+           if k in state and (not isinstance(state[k], t) or (t is int and (isinstance(state[k], bool) or state[k] < 1)))]
+    bad += [k for k in ('itos', 'classes') if k not in bad and k in state and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in state[k])]
     if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
     if state.get('version', 1) > EXPORT_VERSION:
         raise FitlamError(f"{path}: an export of version {state['version']}, newer than this fitlam reads ({EXPORT_VERSION}); upgrade fitlam")
     if kind == 'classifier' and (not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class')):
         raise FitlamError(f"{path}: the classes ({state['classes']!r:.80}) do not match the model's {state['model'].get('n_class')} outputs")
+    if kind == 'classifier': _check_classes(state['classes'], str(path))          # a forged export naming a class twice
     vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules)
     try: config = AWDLSTMConfig(**state['config'])
     except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_vocab.ipynb #9f72e70e
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, math, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -19,6 +19,12 @@ from .core import SPECIAL_TOKENS, UNK, PAD, FitlamError, _bad_rows, atomic_write
 __all__ = ['Vocab', 'remap_rows', 'encode_labels']
 
 # %% ../nbs/13_vocab.ipynb #17572b3b
+def _whole(n, what: str) -> int:
+    "`n` as an int (a float like 1e9 too, where it is whole), or a `FitlamError` naming `what`."
+    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) or n != n or n in (float('inf'), float('-inf')) or int(n) != n:
+        raise FitlamError(f'{what}={n!r}: expected a whole number')
+    return int(n)
+
 class Vocab:
     "Map tokens to ids and back. `itos[i]` is the token with id `i`; unknown tokens map to `xxunk` (id 0)."
     def __init__(self, itos: Sequence[str]):
@@ -37,6 +43,7 @@ class Vocab:
         """Build a vocab of the special tokens, then the tokens seen `min_freq`+ times (most frequent first), then
         the tokens of `include` (e.g. a pretrained LM's vocab): those seen here, however rarely (most frequent
         first), then the others in their order; `max_vocab` tokens in all."""
+        max_vocab, min_freq = _whole(max_vocab, 'max_vocab'), _whole(min_freq, 'min_freq')
         if max_vocab < len(special):
             raise FitlamError(f'max_vocab={max_vocab}: must be at least {len(special)} (the special tokens)')
         special = list(special)
@@ -127,15 +134,41 @@ def _check_labels_present(values: pd.Series, name: str, rows: np.ndarray | None 
     if values.isna().any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(values.isna(), rows=rows)}')
     empty = values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
     if empty.any(): raise FitlamError(f'{name}: empty label in rows {_bad_rows(empty, rows=rows)}')
+    odd = values.map(_not_finite).to_numpy(bool)
+    if odd.any(): raise FitlamError(f'{name}: label {values[odd].iloc[0]!r} in rows {_bad_rows(odd, rows=rows)} is a number that is not finite, '
+                                    'not a class name (a broken export?); fix or drop those rows')
     return values
+
+_NOT_FINITE = {'inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity', 'nan', '-nan'}
+
+def _not_finite(v) -> bool:
+    "Whether the label `v` is an infinite or NaN number, or a text that reads as one ('-inf', 'NaN')."
+    if isinstance(v, str): return v.strip().lower() in _NOT_FINITE
+    return isinstance(v, (float, np.floating)) and not math.isfinite(v)
+
+def _check_classes(classes: Sequence, name: str) -> list:
+    "`classes` as a list, refused if a class appears twice (its examples would train one index and be scored against another)."
+    classes = list(classes)
+    dup = sorted({str(c) for c in classes if classes.count(c) > 1})
+    if dup: raise FitlamError(f'{name}: classes {dup} appear more than once in {classes[:20]}; each class must be named once')
+    return classes
+
+def _warn_near_duplicates(classes: Sequence, name: str):
+    "Warn when labels differ only in case or surrounding spaces ('HUM', 'HUM ', 'hum'): separate classes, most likely by mistake."
+    groups = {}
+    for c in classes: groups.setdefault(str(c).strip().casefold(), []).append(c)
+    near = [g for g in groups.values() if len(g) > 1]
+    if near: warnings.warn(f'{name}: labels {near[:5]} differ only in case or surrounding spaces and are {sum(map(len, near))} separate '
+                           'classes; if each group is one class, clean the column first (e.g. df.label.str.strip().str.upper())', stacklevel=3)
 
 def encode_labels(values, classes: Sequence | None = None, label_delim: str | None = None,
                   name: str = 'labels', rows: np.ndarray | None = None) -> tuple[np.ndarray, list]:
     "Class indices (int64), or multi-hot rows (float32) with `label_delim`, of `values`; and the classes (sorted training labels)."
     values = _check_labels_present(pd.Series(values).reset_index(drop=True), name, rows)
+    if classes is not None: classes = _check_classes(classes, 'classes')
     if label_delim is not None:
         sets = [[x for x in str(v).split(label_delim) if x] for v in values]
-        if classes is None: classes = sorted({x for s in sets for x in s})
+        if classes is None: classes = sorted({x for s in sets for x in s}); _warn_near_duplicates(classes, name)
         index = {c: i for i, c in enumerate(classes)}
         unseen = sorted({x for s in sets for x in s} - set(index))
         if unseen: raise FitlamError(f'{name}: labels {unseen[:10]} are not among the training labels {list(classes)[:20]}')
@@ -146,6 +179,7 @@ def encode_labels(values, classes: Sequence | None = None, label_delim: str | No
         try: classes = sorted(values.unique().tolist())
         except TypeError: raise FitlamError(f'{name}: labels of mixed types ({sorted({type(v).__name__ for v in values})}); '
                                             'give labels of one type, e.g. all strings') from None
+        _warn_near_duplicates(classes, name)
     index = {c: i for i, c in enumerate(classes)}
     unseen = ~values.isin(list(index))
     if unseen.any():

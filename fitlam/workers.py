@@ -123,7 +123,10 @@ class _Workers:
             self.procs[w].wait()
             self.logs[w].seek(0)
             log = self.logs[w].read().decode('utf-8', 'replace')[-3000:]
-            raise RuntimeError(f'tokenizer worker {w} exited (code {self.procs[w].returncode}):\n{log}')
+            code = self.procs[w].returncode
+            why = (f'killed by signal {-code}' + (' (SIGKILL: most often the out-of-memory killer)' if code == -9 else '')) if code < 0 else f'exit status {code}'
+            raise FitlamError(f'tokenizer worker {w} died ({why}); tokenize with fewer workers (n_workers=) or less text at a time'
+                              + (f'; its last output:\n{log}' if log.strip() else ''))
         self.load[w] -= 1
         return w, msg
 

@@ -222,3 +222,136 @@ def test_fit_and_pretrain_lm_refuse_to_resume_under_another_recipe(tmp_path):
     with pytest.raises(KeyboardInterrupt): pretrain_lm(texts, checkpoint=tmp_path/'pre.ckpt', cbs=[Stop()], **kw)
     with pytest.raises(FitlamError, match='dropouts'): pretrain_lm(texts, resume=tmp_path/'pre.ckpt', drop_mult=0.1, **kw)
     pretrain_lm(texts, resume=tmp_path/'pre.ckpt', **kw)
+
+
+# --- labels ------------------------------------------------------------------------------------------------------------
+
+def test_labels_that_look_alike_a_joined_header_and_non_finite_labels(tmp_path):
+    "`HUM`, `HUM ` and `hum` became three classes without a word; a second header (two CSVs joined with cat) became a class; `-inf` a class."
+    from fitlam.vocab import encode_labels
+    df = synth_corpus(60, seed=0)
+    with pytest.warns(UserWarning, match=r"labels \[\['HUM', 'HUM ', 'hum'\]\] differ only in case or surrounding spaces"):
+        encode_labels(['HUM', 'HUM ', 'hum', 'LOC'])
+    with pytest.warns(UserWarning, match='differ only in case'): encode_labels(['a;B', 'b'], label_delim=';')
+    df.to_csv(tmp_path/'a.csv', index=False)
+    (tmp_path/'joined.csv').write_text((tmp_path/'a.csv').read_text() * 2)          # cat a.csv a.csv
+    with pytest.raises(FitlamError, match=r"joined.csv, line 62: repeats the header \['text', 'label'\]"):
+        TextClasDataBunch.from_csv(tmp_path/'joined.csv', cache_dir=tmp_path/'c', progress=False)
+    for bad in (float('-inf'), '-inf', 'NaN', 'inf'):
+        with pytest.raises(FitlamError, match=r'labels: label .* in rows \[1\] .* is a number that is not finite'):
+            encode_labels(['a', bad, 'b'])
+    with pytest.raises(FitlamError, match=r"classes: classes \['a'\] appear more than once"): encode_labels(['a', 'b'], classes=['a', 'b', 'a'])
+    with pytest.raises(FitlamError, match='appear more than once'):
+        TextClasDataBunch.from_df(df, classes=['sport', 'science', 'food', 'sport'], cache_dir=tmp_path/'c', progress=False)
+
+
+def test_a_forged_export_with_fields_of_the_wrong_type_is_refused(task, tmp_path):
+    "An export whose classes name a class twice, or whose fields have the wrong type, loaded and then failed later (or mislabelled)."
+    from fitlam.core import atomic_save, load_checked
+    from fitlam.text_learner import load_learner
+    state = load_checked(task/'clas'/'export.pth')
+    forged = [({'classes': [state['classes'][0]] * len(state['classes'])}, 'appear more than once'),
+              ({'bs': '64'}, "['bs'] of the wrong type"), ({'bs': 0}, "['bs'] of the wrong type"),
+              ({'backwards': 'yes'}, "['backwards'] of the wrong type"), ({'columns': ['text']}, "['columns'] of the wrong type"),
+              ({'itos': [*state['itos'][:-1], 3.5]}, "['itos'] of the wrong type"), ({'classes': [1.5] * len(state['classes'])}, "['classes'] of the wrong type")]
+    for change, message in forged:
+        atomic_save({**state, **change}, tmp_path/'forged.pth')
+        with pytest.raises(FitlamError, match=message.replace('[', r'\[').replace(']', r'\]')): load_learner(tmp_path/'forged.pth')
+
+
+# --- many classes ------------------------------------------------------------------------------------------------------
+
+def test_the_confusion_matrix_of_many_classes_shows_the_most_confused(task):
+    "train-clas drew a cell label per class pair: 200 classes took 57 s and 7.2 GB, 400 were killed at 23.5 GB."
+    from fitlam.interpret import ClassificationInterpretation
+    from fitlam.text_learner import load_learner
+    learn = load_learner(task/'clas'/'export.pth')
+    n, g = 400, torch.Generator().manual_seed(0)
+    learn.classes = [f'class {i}' for i in range(n)]
+    targs = torch.randint(0, n, (4000,), generator=g)
+    probs = F.one_hot(targs, n).float()
+    probs[:200] = F.one_hot(torch.full((200,), 7), n).float()              # 200 documents all predicted as class 7
+    interp = ClassificationInterpretation(learn, ['x'] * 4000, probs, targs, torch.zeros(4000))
+    t = time.perf_counter()
+    fig = interp.plot_confusion_matrix()
+    ax = fig.axes[0]
+    assert time.perf_counter() - t < 20 and len(ax.texts) == 30 * 30 and 'the 30 most confused of 400 classes' in ax.get_title()
+    assert 'class 7' in [l.get_text() for l in ax.get_xticklabels()]
+    assert len(ClassificationInterpretation(learn, ['x'] * 5, probs[:5, :5], targs[:5] % 5, torch.zeros(5)).confusion_matrix()) == 400
+
+
+def test_train_clas_writes_its_report_before_any_plot(task, tmp_path, monkeypatch):
+    "A plot that fails (or takes all the memory) must not cost the report: report.json first, then confusion.png."
+    import fitlam.cli
+    from fitlam.interpret import ClassificationInterpretation
+    def boom(self, *a, **k): raise MemoryError('plotting')
+    monkeypatch.setattr(ClassificationInterpretation, 'plot_confusion_matrix', boom)
+    with pytest.raises(MemoryError):
+        main(['train-clas', '--train', str(task/'train.csv'), '--valid', str(task/'valid.csv'), '--encoder', str(task/'lm'/'encoder.pth'),
+              '--out', str(tmp_path/'c'), '--bs', '16', '--bptt', '10', '--final-epochs', '1', '--quiet'])
+    assert (tmp_path/'c'/'report.json').exists() and (tmp_path/'c'/'export.pth').exists()
+
+
+# --- raw tracebacks ----------------------------------------------------------------------------------------------------
+
+def test_bad_arguments_get_one_clear_error():
+    "Each of these gave a raw traceback (ZeroDivisionError, TypeError, RuntimeError) or a wrong diagnosis."
+    from collections import Counter
+    from fitlam.data import TextLMDataBunch
+    from fitlam.text_learner import language_model_learner
+    from fitlam.vocab import Vocab
+    learner = lambda: Learner(synth_regression(), TinyNet(), F.mse_loss, lr=1e-2, progress=False)
+    with pytest.raises(FitlamError, match=r'div=0: expected a finite number > 0'): learner().fit_one_cycle(1, div=0)
+    with pytest.raises(FitlamError, match=r'pct_start=2'): learner().fit_one_cycle(1, pct_start=2)
+    with pytest.raises(FitlamError, match=r'wd=nan: expected a finite number >= 0'): learner().fit(1, wd=float('nan'))  # not "lower the LR"
+    assert len(Vocab.from_counts(Counter('a b c a'.split()), max_vocab=1e9, min_freq=1)) > 3          # a whole float is that number
+    with pytest.raises(FitlamError, match=r'max_vocab=1000.5: expected a whole number'): Vocab.from_counts(Counter('a'), max_vocab=1000.5)
+    data = TextLMDataBunch.from_df(synth_corpus(40), bs=8, bptt=10, min_freq=1, progress=False)
+    lm = language_model_learner(data, config=TINY, progress=False)
+    for t in (float('nan'), -1., float('inf')):
+        with pytest.raises(FitlamError, match='temperature=.*: expected a finite number >= 0'): lm.predict('a good', n_words=2, temperature=t)
+    clas_data = TextClasDataBunch.from_df(synth_corpus(40), bs=8, min_freq=1, progress=False)
+    with pytest.raises(FitlamError, match=r'bptt=0: expected a whole number >= 1'): text_classifier_learner(clas_data, TINY, bptt=0, progress=False)
+
+
+def test_cli_bptt_zero_utf16_without_bom_and_piped_input(task, tmp_path, capsys):
+    "`--bptt 0` silently became 70; --encoding utf-16 on a file without a BOM was a UnicodeError traceback; a pipe was opened twice and misread."
+    model = task/'clas'/'export.pth'
+    with pytest.raises(SystemExit) as e: main(['train-clas', '--train', str(task/'train.csv'), '--bptt', '0'])
+    assert e.value.code == 2 and "--bptt: '0': expected a whole number >= 1" in capsys.readouterr().err
+    (tmp_path/'be.csv').write_bytes('text,label\na goal,sport\n'.encode('utf-16-be'))
+    with pytest.raises(SystemExit) as e: main(['evaluate', '--model', str(model), '--data', str(tmp_path/'be.csv'), '--encoding', 'utf-16'])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "be.csv: not utf-16 text as given" in err and "'utf-16-be'" in err and 'Traceback' not in err, err
+    assert main(['evaluate', '--model', str(model), '--data', str(tmp_path/'be.csv'), '--encoding', 'utf-16-be'])['n'] == 1
+    fifo = tmp_path/'in.fifo'; os.mkfifo(fifo)
+    texts = [f'a goal number {i}' for i in range(50)]
+    writer = threading.Thread(target=lambda: fifo.write_text('text\n' + '\n'.join(texts) + '\n')); writer.start()
+    out = main(['predict', '--model', str(model), '--input', str(fifo)])
+    writer.join(10)
+    assert out.text.tolist() == texts
+    r = subprocess.run(['bash', '-c', f'{" ".join(CLI[:2])} "{CLI[2]}" predict --model {model} --input <(printf "text\\na goal\\nsoup\\n")'],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and 'a goal' in r.stdout and 'soup' in r.stdout, r.stderr
+
+
+def test_a_pickled_object_is_refused_without_torchs_hint_to_run_it(tmp_path):
+    "The refusal quoted torch's advice to retry with weights_only=False, which runs the file's code."
+    from fitlam.core import load_checked
+    class Evil:
+        def __reduce__(self): return (os.system, ('echo pwned',))
+    torch.save({'model': Evil()}, tmp_path/'evil.pth')
+    with pytest.raises(FitlamError) as e: load_checked(tmp_path/'evil.pth', 'checkpoint')
+    assert 'refused' in str(e.value) and 'system' in str(e.value) and 'weights_only' not in str(e.value), e.value
+
+
+def test_a_killed_tokenizer_worker_is_named_with_the_likely_cause():
+    "`RuntimeError: tokenizer worker 0 exited (code -9)` escaped as a traceback."
+    from fitlam.tokenizer import Tokenizer
+    from fitlam.workers import _Workers
+    pool = _Workers(Tokenizer(), 1)
+    try:
+        pool.procs[0].send_signal(signal.SIGKILL)                           # as the out-of-memory killer does
+        with pytest.raises(FitlamError, match=r'tokenizer worker 0 died \(killed by signal 9 \(SIGKILL: most often the out-of-memory killer\)\); tokenize with fewer workers'):
+            pool.get()
+    finally: pool.close()
