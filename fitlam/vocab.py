@@ -149,7 +149,7 @@ def _not_finite(v) -> bool:
 def _check_classes(classes: Sequence, name: str) -> list:
     "`classes` as a list, refused if a class appears twice (its examples would train one index and be scored against another)."
     classes = list(classes)
-    dup = sorted({str(c) for c in classes if classes.count(c) > 1})
+    dup = sorted(str(c) for c, n in Counter(classes).items() if n > 1)
     if dup: raise FitlamError(f'{name}: classes {dup} appear more than once in {classes[:20]}; each class must be named once')
     return classes
 

@@ -246,7 +246,7 @@ def test_learns_a_learnable_task_with_the_ulmfit_recipe():
                          opt_func=ulmfit_adam)
     hist = learn.fine_tune(epochs=1, final_epochs=3, lr=3e-2, verbose=False)
     assert hist.stage.tolist() == [1, 2, 3, 3, 3]
-    assert hist.accuracy.iloc[-1] > 0.85, hist          # chance is about 0.5
+    assert hist.accuracy.iloc[-1] > 0.75, hist          # chance is about 0.5; seeds 0-9 end at 0.92-1.0
 
 
 def test_rnn_regularizer_and_clipping_together():
