@@ -429,9 +429,9 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
     bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)),
-                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('columns', dict), ('classes', (list, tuple)))
+                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('columns', dict))
            if k in state and (not isinstance(state[k], t) or (t is int and (isinstance(state[k], bool) or state[k] < 1)))]
-    bad += [k for k in ('itos', 'classes') if k not in bad and k in state and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in state[k])]
+    bad += [k for k in ('itos', 'classes') if k not in bad and isinstance(state.get(k), (list, tuple)) and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in state[k])]
     if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
     if state.get('version', 1) > EXPORT_VERSION:
         raise FitlamError(f"{path}: an export of version {state['version']}, newer than this fitlam reads ({EXPORT_VERSION}); upgrade fitlam")
