@@ -358,7 +358,7 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
         if config is None: config = _sized_like(encoder, FASTAI_CLAS_CONFIG)
     config = (config or FASTAI_CLAS_CONFIG).scaled(drop_mult)
     bptt = getattr(data, 'bptt', 70) if bptt is None else bptt
-    if isinstance(bptt, bool) or not isinstance(bptt, int) or bptt < 1: raise FitlamError(f'bptt={bptt!r}: expected a whole number >= 1 (paper: 70)')
+    if isinstance(bptt, bool) or not isinstance(bptt, (int, np.integer)) or bptt < 1: raise FitlamError(f'bptt={bptt!r}: expected a whole number >= 1 (paper: 70)')
     model = TextClassifier(len(data.vocab), data.c, config, bptt=bptt, max_len=max_len or 20 * bptt,
                            lin_ftrs=None if lin_ftrs is None else list(lin_ftrs), ps=None if ps is None else list(ps))
     multi = getattr(data, 'multi_label', False)
