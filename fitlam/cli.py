@@ -22,6 +22,7 @@ from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
 from .models.pretrained import read_checkpoint
+from .checkpoint import load_file
 from .text_learner import (ClassifierLearner, ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
                                  pretrain_lm, text_classifier_learner, ulmfit, _checkpoint_file)
 from .interpret import ClassificationInterpretation
@@ -78,12 +79,12 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError: return False
 
 def _claim(args, targets: Sequence[Path], resume=None) -> list[Path]:
-    "Check, before any work, that the files this command will write (`targets`) are none of its inputs, and that none is left from an earlier run unless `--force` (or it is the checkpoint being resumed)."
+    "Check, before any work, that the files this command will write (`targets`) are none of its inputs, and that none is left from an earlier run unless `--force` (or `resume` continues the run that left them)."
     for t in targets:
         for f in _given_files(args):
             if _same_file(f, t): raise FitlamError(f'{t}: the command reads it ({f}) and would write over it; choose another --out')
-    old = [t for t in targets if (t.exists() or t.is_symlink()) and not (resume is not None and _same_file(t, Path(resume)))]
-    if old and not getattr(args, 'force', False):
+    old = [t for t in targets if t.exists() or t.is_symlink()]
+    if old and not getattr(args, 'force', False) and resume is None:       # resuming: the folder's files are that run's
         raise FitlamError(f'{old[0].parent}: holds {", ".join(t.name for t in old)} from an earlier run; pass --force to replace '
                           'them, or choose another --out')
     return list(targets)
@@ -264,7 +265,9 @@ def cmd_evaluate(args) -> dict:
 def cmd_demo(args) -> dict:
     "Run ULMFiT's three stages on TREC-6 and print the validation accuracy."
     t0, out, timings = time.perf_counter(), _check_out(args.out), {}
-    _claim(args, _out_files(args, out))
+    _claim(args, _out_files(args, out), args.resume)
+    ck, resume = _ckpt(args, out), args.resume
+    after_stage1 = resume is not None and 'recipe' in load_file(resume, kinds=('fitlam.checkpoint',))   # stages 2-3 checkpoint a recipe
     splits = get_dataset('trec6', path=args.data)
     train, valid = splits['train'], splits['valid']
     print(f'TREC-6: {len(train)} training and {len(valid)} validation questions, {train.label.nunique()} classes')
@@ -274,12 +277,15 @@ def cmd_demo(args) -> dict:
     if args.wt103:
         pretrained, source = fastai_wt103(), "fastai's WikiText-103 LM"
         config = None
+    elif corpus and after_stage1:
+        pretrained, source = out/'pretrained_lm.pth', f"{', '.join(corpus)} (stage 1 finished before the interruption)"
+        if not pretrained.exists(): raise FitlamError(f'{resume}: a checkpoint of stages 2-3, but stage 1\'s LM, {pretrained}, is gone')
     elif corpus:
         limit = f'the first {args.pretrain_words:,} words of ' if args.pretrain_words else ''
         print(f'stage 1: pretraining an LM ({config.emb_sz}/{config.n_hid}/{config.n_layers}) on {limit}{", ".join(corpus)}')
         lm = pretrain_lm(_corpus_source(corpus, args.pretrain_words), config=config, epochs=args.pretrain_epochs, lr=args.pretrain_lr,
                          bs=args.bs, bptt=args.bptt,
-                         max_vocab=args.max_vocab, seed=args.seed, path=out, progress=not args.quiet)
+                         max_vocab=args.max_vocab, seed=args.seed, path=out, progress=not args.quiet, checkpoint=ck, resume=resume)
         pretrained = lm.save_lm(out/'pretrained_lm.pth')
         source = f"{', '.join(corpus)}: {lm.data.train_dl.n_tokens:,} training tokens"
         del lm
@@ -292,10 +298,11 @@ def cmd_demo(args) -> dict:
                   lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_epochs=args.clas_epochs,
                   clas_final_epochs=args.clas_final_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
                   path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
-                  timings=timings)
+                  timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None)
     acc = clas.validate()['accuracy']
     yardstick = _yardstick(clas.data, 1 - acc)
     model = clas.export()
+    ck.unlink(missing_ok=True)
     wall = round(time.perf_counter() - t0, 1)
     print(f'\nTREC-6 valid accuracy {acc:.4f} (error {1 - acc:.2%}) on {len(valid)} questions; pretrained on {source}; '
           f'{wall:.0f} s in all {timings}')
@@ -429,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
-    _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); p.set_defaults(func=cmd_demo)
+    _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); _add_resume(p); p.set_defaults(func=cmd_demo)
     for p in sub.choices.values():
         for act in p._actions:
             if not act.help and act.option_strings: act.help = _HELP.get(act.option_strings[0])
@@ -454,7 +461,7 @@ def main(argv: Sequence[str] | None = None):
 
 def _resume_hint(args) -> str:
     "What an interrupted command left to continue from."
-    if not hasattr(args, 'resume'): return 'nothing was written' if args.command != 'demo' else 'the demo does not resume: run it again'
+    if not hasattr(args, 'resume'): return 'nothing was written'
     ck = _ckpt(args, Path(args.out))
     if not ck.exists(): return 'no epoch had finished, so there is no checkpoint to resume from'
     return f'the last finished epoch is in {ck}: run the same command with --resume {ck} to continue'

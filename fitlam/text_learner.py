@@ -496,8 +496,8 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            clas_epochs: int | Sequence[int] = 1, clas_final_epochs: int | None = None, clas_lr: float = ULMFIT_CLAS_LR,
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
-           verbose: bool = True, timings: dict | None = None) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds."
+           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None) -> ClassifierLearner:
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
         _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
         if (nan := _labels(d, [label_col], name).isna().to_numpy()).any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
@@ -509,16 +509,23 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
                                          max_vocab=max_vocab, min_freq=min_freq, progress=progress,
                                          pretrained_vocab=pretrained if keep_pretrained_vocab else None)
     lm = language_model_learner(lm_data, config=config, pretrained=pretrained, drop_mult=lm_drop_mult, path=path, progress=progress)
-    if verbose: print(f'stage 2: LM fine-tuning on {len(texts)} texts, vocab {len(lm_data.vocab)}')
-    lm.fine_tune(lm_epochs, lr=lm_lr, lr_factor=lr_factor, freeze_epochs=lm_freeze_epochs, verbose=verbose)
-    enc = lm.save_encoder('ft_enc_bwd' if backwards else 'ft_enc')
+    enc = lm._file('ft_enc_bwd' if backwards else 'ft_enc')
+    done = resume is not None and 'classes' in load_file(resume, kinds=('fitlam.checkpoint',)).get('meta', {})   # the classifier's: stage 2 ended
+    if done and not enc.exists(): raise FitlamError(f'{resume}: a checkpoint of stage 3, but the encoder stage 2 saved, {enc}, is gone')
+    if done and verbose: print(f'stage 2: finished before the interruption (its encoder: {enc})')
+    if not done:
+        if verbose: print(f'stage 2: LM fine-tuning on {len(texts)} texts, vocab {len(lm_data.vocab)}')
+        lm.fine_tune(lm_epochs, lr=lm_lr, lr_factor=lr_factor, freeze_epochs=lm_freeze_epochs, verbose=verbose, checkpoint=checkpoint,
+                     resume=resume)
+        lm.save_encoder(enc)
     t1 = time.perf_counter()
     set_seed(seed)
     clas_data = TextClasDataBunch.from_df(train_df, text_col=text_col, label_col=label_col, valid_df=valid_df, vocab=lm_data.vocab,
                                           bs=bs, backwards=backwards, seed=seed, progress=progress)
     learn = text_classifier_learner(clas_data, encoder=enc, drop_mult=clas_drop_mult, bptt=bptt, path=path, progress=progress)
     if verbose: print(f'stage 3: classifier, {clas_data.c} classes, {len(learn.layer_groups)} layer groups')
-    learn.fine_tune(clas_epochs, final_epochs=clas_final_epochs, lr=clas_lr, lr_factor=lr_factor, verbose=verbose)
+    learn.fine_tune(clas_epochs, final_epochs=clas_final_epochs, lr=clas_lr, lr_factor=lr_factor, verbose=verbose, checkpoint=checkpoint,
+                    resume=resume if done else None)
     if timings is not None: timings.update(finetune_lm_s=round(t1 - t0, 1), classifier_s=round(time.perf_counter() - t1, 1))
     return learn
 

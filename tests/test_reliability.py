@@ -354,3 +354,29 @@ def test_a_killed_tokenizer_worker_is_named_with_the_likely_cause():
         with pytest.raises(FitlamError, match=r'tokenizer worker 0 died \(killed by signal 9 \(SIGKILL: most often the out-of-memory killer\)\); tokenize with fewer workers'):
             pool.get()
     finally: pool.close()
+
+
+def test_ctrl_c_in_the_demo_resumes_to_the_same_classifier(task, tmp_path):
+    "The demo (stages 1-3 in one command) had no checkpoint: an interrupted run started over. Interrupted in stage 3 and resumed, it ends where an uninterrupted run does."
+    (tmp_path/'task').mkdir()
+    for f in ('train.csv', 'valid.csv'): (tmp_path/'task'/f).write_bytes((task/f).read_bytes())
+    argv = ['demo', '--data', tmp_path/'task', '--corpus', task/'corpus.txt', '--pretrain-words', '3000', '--bs', '16', '--bptt', '20',
+            '--lm-epochs', '1', '--clas-epochs', '1', '--clas-final-epochs', '12', '--clas-drop-mult', '0.1', '--clas-lr', '5e-2', '--quiet',
+            *TINY_ARGS[:-2]]
+    full = run_cli(*argv, '--out', tmp_path/'full', timeout=600)
+    assert full.returncode == 0, full.stderr
+    out = tmp_path/'killed'
+    p = subprocess.Popen(CLI + [str(a) for a in argv + ['--out', out]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    enc, ck = out/'models'/'ft_enc.pth', out/'checkpoint.pth'
+    deadline = time.monotonic() + 300
+    while not (enc.exists() and ck.exists() and ck.stat().st_mtime > enc.stat().st_mtime) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)                                          # in stage 3, after its first checkpoint
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and f'--resume {ck}' in err and 'Traceback' not in err, err
+    resumed = run_cli(*argv, '--out', out, '--resume', ck, timeout=600)
+    assert resumed.returncode == 0 and 'stage 2: finished before the interruption' in resumed.stdout, resumed.stderr
+    import json
+    a, b = json.loads((tmp_path/'full'/'report.json').read_text()), json.loads((out/'report.json').read_text())
+    assert a['valid_accuracy'] == b['valid_accuracy'] and not ck.exists()
+    assert [r['valid_loss'] for r in a['history']][-5:] == [r['valid_loss'] for r in b['history']][-5:]
