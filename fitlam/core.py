@@ -283,9 +283,9 @@ def load_checked(path, what: str = 'file'):
     if bad is not None: raise FitlamError(f'{path}: a corrupt {what}: the checksum of its part {bad!r} does not match (a damaged copy?)')
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:          # a pickled function or class: refused, and torch's hint to run it anyway is not repeated
-        found = re.search(r'(GLOBAL [^\s]+|Unsupported [^\n]+)', str(e))
-        raise FitlamError(f'{path}: refused: it holds Python code or objects a {what} does not ({found.group(1) if found else "not plain data"}); '
-                          'fitlam loads only plain weights and never runs code from a file') from None
+        found = re.search(r'GLOBAL ([\w.]+)', str(e))
+        raise FitlamError(f'{path}: not a readable {what}: refused, it holds Python code or objects ({found.group(1) if found else "not plain data"}), '
+                          'not only weights; fitlam never runs code from a file') from None
     except Exception as e:
         raise FitlamError(f'{path}: not a readable {what} (truncated or corrupt file?): {type(e).__name__}: {e}') from e
 
