@@ -128,7 +128,7 @@ def test_a_bad_file_fails_cleanly(tmp_path):
 
 def test_a_crashed_worker_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(W, '_WORKER_BOOT', 'import sys; sys.stderr.write("boom at start"); sys.exit(3)')
-    with pytest.raises(RuntimeError, match='boom at start'):
+    with pytest.raises(FitlamError, match=r'(?s)tokenizer worker \d died \(exit status 3\).*boom at start'):
         W._run(iter([('texts', ['a'], 1), ('texts', ['b'], 1)]), Tokenizer(), 2, lambda *a: None, progress=False)
 
 
