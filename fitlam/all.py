@@ -13,6 +13,7 @@ from .corpus import *
 from .vocab import *
 from .data import *
 from .download import *
+from .fastai_names import *
 from .models.kernels import *
 from .models.awdlstm import *
 from .models.classifier import *

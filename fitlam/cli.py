@@ -213,7 +213,7 @@ def cmd_train_clas(args) -> dict:
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
                                     progress=not args.quiet)
     _check_space(out, learn.model)
-    learn.fine_tune(args.epochs, final_epochs=args.final_epochs, lr=args.lr, lr_factor=args.lr_factor, checkpoint=_ckpt(args, out),
+    learn.fine_tune(args.epochs, stage_epochs=args.stage_epochs, lr=args.lr, lr_factor=args.lr_factor, checkpoint=_ckpt(args, out),
                     resume=args.resume)
     model = learn.export()                                     # out/export.pth, the library's default name
     _ckpt(args, out).unlink(missing_ok=True)
@@ -296,7 +296,7 @@ def cmd_demo(args) -> dict:
     print('stages 2 and 3: fine-tuning the LM on the TREC-6 questions, then the classifier with gradual unfreezing')
     clas = ulmfit(train, valid, pretrained=pretrained, config=None if pretrained else config, bs=args.bs, bptt=args.bptt,
                   lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_epochs=args.clas_epochs,
-                  clas_final_epochs=args.clas_final_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
+                  clas_stage_epochs=args.clas_stage_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
                   path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
                   timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None)
     acc = clas.validate()['accuracy']
@@ -350,7 +350,7 @@ _HELP = {   # the options several subcommands share, or that need no more words 
     '--model': 'an exported classifier (export.pth)', '--data': 'a CSV file with text and label columns',
     '--pretrain-words': 'words of the corpus to pretrain on', '--pretrain-epochs': 'pretraining epochs', '--pretrain-lr': 'pretraining learning rate',
     '--lm-epochs': 'LM fine-tuning epochs', '--lm-lr': 'LM fine-tuning learning rate (top layer group)', '--lm-drop-mult': "the LM's dropout multiplier",
-    '--clas-epochs': 'classifier epochs per gradual-unfreezing stage', '--clas-final-epochs': 'classifier epochs of the last stage (all layers)',
+    '--clas-epochs': 'classifier epochs of the last gradual-unfreezing stage (all layers)', '--clas-stage-epochs': 'classifier epochs of each stage before the last',
     '--clas-lr': 'classifier learning rate (top layer group)', '--clas-drop-mult': "the classifier's dropout multiplier"}
 
 class _Help(argparse.HelpFormatter):
@@ -398,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--encoder', default=None, help='an encoder.pth from `fitlam finetune-lm` (default: none)')
     p.add_argument('--text-col', default='text'); p.add_argument('--label-col', default='label')
     p.add_argument('--backwards', action='store_true')
-    p.add_argument('--epochs', type=int, default=1, help='epochs per gradual-unfreezing stage')
-    p.add_argument('--final-epochs', type=int, default=None, help='epochs of the last (all layers) stage')
+    p.add_argument('--epochs', type=int, default=1, help='epochs of the last gradual-unfreezing stage (all layer groups)')
+    p.add_argument('--stage-epochs', type=int, default=1, help='epochs of each stage before the last (ULMFiT: 1)')
     p.add_argument('--lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--lr-factor', type=float, default=ULMFIT_LR_FACTOR)
     p.add_argument('--drop-mult', type=float, default=0.5)
     _add_encoding(p); _add_common(p, 'fitlam_clas'); _add_resume(p); p.set_defaults(func=cmd_train_clas)
@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-vocab', type=int, default=10_000, help='of the pretrained LM and of the task (default: 10,000)')
     p.add_argument('--lm-epochs', type=int, default=12); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lm-drop-mult', type=float, default=0.5)
-    p.add_argument('--clas-epochs', type=int, default=2); p.add_argument('--clas-final-epochs', type=int, default=12)
+    p.add_argument('--clas-epochs', type=int, default=12); p.add_argument('--clas-stage-epochs', type=int, default=2)
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)

@@ -252,11 +252,11 @@ class Learner:
         if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
         self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
 
-    def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, final_epochs: int | None = None, lr_factor: float = 2.6,
+    def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, stage_epochs: int | Sequence[int] = 1, lr_factor: float = 2.6,
                   stages: Sequence[int] | None = None, min_steps: int = 0, keep_best: bool | str = False, schedule: Callable | None = None,
                   cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
-        "Fine-tune in stages (gradual unfreezing), stage i training the last `stages[i]` layer groups with discriminative LRs and its own schedule (STLR), for at least `min_steps` batches; `keep_best`: end on the best epoch's weights (`fit_stages`); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
-        return fit_stages(self, unfreezing_stages(self, epochs, final_epochs, lr, lr_factor, stages, min_steps), schedule or Learner.fit_stlr,
+        "Fine-tune in stages (gradual unfreezing): stage i trains the last `stages[i]` layer groups with discriminative LRs on its own schedule (STLR), the last stage (everything) for `epochs` epochs and each stage before it for `stage_epochs`, at least `min_steps` batches each; `keep_best`: end on the best epoch's weights (`fit_stages`); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+        return fit_stages(self, unfreezing_stages(self, epochs, stage_epochs, lr, lr_factor, stages, min_steps), schedule or Learner.fit_stlr,
                           cbs, verbose, checkpoint, resume, kwargs, keep_best)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10., num_it: int = 100, stop_div: bool = True,
@@ -305,14 +305,12 @@ class Learner:
     def _meta(self) -> dict: return {}    # what `save`/`save_checkpoint` record beside the weights for `load` to compare (text: the vocab)
 
 # %% ../nbs/35_learner.ipynb #ca4dfb27
-def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stages, min_steps: int = 0) -> list[tuple]:
-    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs, for at least `min_steps` batches."
+def unfreezing_stages(learn: Learner, epochs, stage_epochs, lr, lr_factor, stages, min_steps: int = 0) -> list[tuple]:
+    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs, the last stage for `epochs` epochs (or `epochs[i]` from a list, one per stage) and the earlier ones for `stage_epochs`, each for at least `min_steps` batches."
     n = len(learn.layer_groups)
     stages = list(range(1, n + 1)) if stages is None else list(stages)
     if not stages or any(not 1 <= k <= n for k in stages): raise FitlamError(f'stages={stages}: each must be between 1 and {n} (the layer groups)')
-    epochs = list(epochs) if isinstance(epochs, (list, tuple)) else [epochs] * len(stages)
-    if final_epochs is not None: epochs[-1] = final_epochs
-    epochs = [_check_epochs(e, 'final_epochs' if final_epochs is not None and i == len(epochs) - 1 else 'epochs') for i, e in enumerate(epochs)]
+    epochs = _stage_epochs(epochs, stage_epochs, len(stages))
     if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or min_steps < 0:
         raise FitlamError(f'min_steps={min_steps!r}: expected a whole number of batches (optimizer steps) per stage, >= 0')
     if min_steps: epochs = [max(e, math.ceil(min_steps / max(1, len(learn.data.train_dl)))) for e in epochs]
@@ -321,25 +319,45 @@ def unfreezing_stages(learn: Learner, epochs, final_epochs, lr, lr_factor, stage
         raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
     return [(s + 1, k, e, discriminative_lrs(_check_fine_tune_lr(v), n, lr_factor)) for s, (k, e, v) in enumerate(zip(stages, epochs, top_lrs))]
 
+def _stage_epochs(epochs, stage_epochs, n_stages: int) -> list:
+    "The epochs of each stage: `epochs` a list with one per stage, or the last stage's count with `stage_epochs` (one count, or a list) before it."
+    if isinstance(epochs, (list, tuple)):
+        if len(epochs) != n_stages: raise FitlamError(f'fine_tune: epochs={list(epochs)} gives {len(epochs)} epoch counts for {n_stages} stages (a list has one per stage)')
+        return [_check_epochs(e, 'epochs') for e in epochs]
+    before = list(stage_epochs) if isinstance(stage_epochs, (list, tuple)) else [stage_epochs] * (n_stages - 1)
+    if len(before) != n_stages - 1:
+        raise FitlamError(f'fine_tune: stage_epochs={list(stage_epochs)} gives {len(before)} epoch counts for the {n_stages - 1} stage(s) before the last')
+    return [*(_check_epochs(e, 'stage_epochs') for e in before), _check_epochs(epochs, 'epochs')]
+
+def _refuse_final_epochs(kwargs: dict):
+    "`final_epochs=` is `epochs` itself: fine_tune's `epochs` is the last stage's count."
+    if 'final_epochs' in kwargs:
+        raise FitlamError(f"fine_tune: epochs is the number of epochs of the last stage (all layer groups), the earlier stages training "
+                          f"stage_epochs (default 1) each: pass fine_tune({kwargs['final_epochs']!r}, ...) instead of final_epochs=")
+
 def _check_fine_tune_lr(lr) -> float:
     "`_check_lr`, also refusing a whole number >= 1: an epoch count given where `fine_tune` takes its LR."
     if isinstance(lr, (int, np.integer)) and not isinstance(lr, bool) and lr >= 1:
         raise FitlamError(f'fine_tune: lr={lr} is a whole number, not a learning rate: fine_tune takes (epochs, lr), as in fastai '
-                          f'(for the epochs of gradual unfreezing\'s last stage pass final_epochs={lr})')
+                          f'(fine_tune({lr}) trains {lr} epoch(s) in the last stage)')
     return _check_lr(lr)
 
 # %% ../nbs/35_learner.ipynb #d42394ce
 def fit_stages(learn: Learner, stages: Sequence[tuple], schedule: Callable, cbs, verbose: bool, checkpoint, resume, kwargs: dict,
                keep_best: bool | str = False) -> pd.DataFrame:
     "Train `stages`, each `(name, k, n_epoch, lrs)` the last `k` layer groups for `n_epoch` epochs at the per-group `lrs` on `schedule`, one fit each, resumable (`run_stages`); `keep_best` (True: the validation loss, or a metric's name): end on the weights of the epoch, in any stage, where it was best."
+    _refuse_final_epochs(kwargs)
     n = len(learn.layer_groups)
     keeper = _keeper(learn, keep_best)
-    if verbose: print(f'fine-tuning in {len(stages)} stage(s), {sum(s[2] for s in stages)} epoch(s) in all')
+    def line(s, name, k, n_epoch, lrs):
+        return (f"stage {s + 1}/{len(stages)}{'' if name == s + 1 else f' ({name})'}: layer groups {list(range(n - k, n))} of {n}, "
+                f"{n_epoch} epoch(s), lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
+    if verbose: print('\n'.join([f'fine-tuning in {len(stages)} stage(s), {sum(s[2] for s in stages)} epoch(s) in all:',
+                                  *(f'  {line(s, *a)}' for s, a in enumerate(stages))]))      # the whole plan, before the first batch
     def stage(s, name, k, n_epoch, lrs):
         def fit(checkpoint_cb):
             learn.freeze_to(n - k if k < n else 0)
-            if verbose: print(f"stage {s + 1}/{len(stages)}{'' if name == s + 1 else f' ({name})'}: training layer groups "
-                              f"{list(range(n - k, n))} of {n} for {n_epoch} epoch(s), lrs {[float(f'{v:.3g}') for v in lrs[n - k:]]}")
+            if verbose: print(f"stage {s + 1}/{len(stages)}{'' if name == s + 1 else f' ({name})'}")
             schedule(learn, n_epoch, lr=lrs, cbs=[*listify(cbs), *listify(keeper), checkpoint_cb], **kwargs)
         return name, fit
     plan = dict(stages=[[name, k, e, [float(v) for v in lrs]] for name, k, e, lrs in stages], schedule=getattr(schedule, '__name__', str(schedule)),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_text_learner.ipynb #1d18d311
 from __future__ import annotations
-import math, time
+import math, time, warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -20,6 +20,7 @@ from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
 from .vocab import Vocab, _check_classes, _label_names
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
+from .fastai_names import AWD_LSTM
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
 from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier
@@ -35,9 +36,9 @@ from .callback import Callback
 
 # %% auto #0
 __all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'texts_to_loader',
-           'detokenize', 'TextLearner', 'FusedLMLoss', 'LMLearner', 'language_model_learner', 'pretrain_lm',
-           'Prediction', 'ClassifierLearner', 'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble',
-           'ulmfit', 'ulmfit_ensemble']
+           'detokenize', 'TextLearner', 'NoTransferWarning', 'FusedLMLoss', 'LMLearner', 'language_model_learner',
+           'pretrain_lm', 'Prediction', 'ClassifierLearner', 'text_classifier_learner', 'export_learner',
+           'load_learner', 'Ensemble', 'ulmfit', 'ulmfit_ensemble']
 
 # %% ../nbs/40_text_learner.ipynb #906368cb
 ULMFIT_LM_LR = 4e-3        # base LR for target-task LM fine-tuning (sec. 4)
@@ -159,6 +160,22 @@ def _checkpoint_file(name, path='.', model_dir='models') -> Path:
     if q.exists(): return q
     raise FitlamError(f'{name}: checkpoint not found (looked for {p.resolve()} and {q.resolve()})')
 
+class NoTransferWarning(UserWarning):
+    "A text learner built without pretrained weights: what it trains is not transfer learning."
+
+def _warn_no_transfer(where: str, arg: str):
+    "Say once that `where` starts from random weights, and how to start from a pretrained LM or say it is on purpose."
+    warnings.warn(f"{where}: no {arg} given, so the model starts from random weights and there is no transfer learning (ULMFiT's point). "
+                  f"Pass {arg} a pretrained LM (fastai_wt103() downloads fastai's WikiText-103 one; pretrain_lm() makes one), "
+                  f"or {arg}False to train from scratch on purpose.", NoTransferWarning, stacklevel=3)
+
+def _arch_config(config, where: str) -> AWDLSTMConfig | None:
+    "`config` with fastai's `AWD_LSTM` (the architecture argument) read as the default sizes."
+    if config is AWD_LSTM: return None
+    if config is not None and not isinstance(config, AWDLSTMConfig):
+        raise FitlamError(f'{where}: config={config!r:.60}: expected an AWDLSTMConfig, AWD_LSTM (the paper\'s sizes) or None')
+    return config
+
 def _resolve_pretrained(pretrained, path='.', model_dir='models'):
     "`pretrained` with a fitlam checkpoint's bare name resolved by `_checkpoint_file`; None and fastai's `(weights, itos)` as given."
     return pretrained if pretrained is None or isinstance(pretrained, (tuple, list)) else _checkpoint_file(pretrained, path, model_dir)
@@ -244,8 +261,11 @@ class LMLearner(TextLearner):
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
                            alpha: float = 2., beta: float = 1., clip: float | None = None, lr: float = ULMFIT_LM_LR,
                            metrics=None, **kwargs) -> LMLearner:
-    "An `LMLearner` on `data`, optionally from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`)."
-    pretrained = _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
+    "An `LMLearner` on `data`, from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`); `pretrained=False`: a new LM, on purpose."
+    config = _arch_config(config, 'language_model_learner')
+    if pretrained is True: raise FitlamError("language_model_learner: pretrained=True is fastai's (it downloads WikiText-103); in fitlam pass the LM: pretrained=fastai_wt103()")
+    if pretrained is None: _warn_no_transfer('language_model_learner', 'pretrained=')
+    pretrained = None if pretrained is False else _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
     if isinstance(pretrained, Path) and config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)   # a fitlam LM: its sizes, our dropouts
     config = (config or FASTAI_LM_CONFIG).scaled(drop_mult)
     model = LanguageModel(len(data.vocab), config)
@@ -265,7 +285,7 @@ def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, ep
     set_seed(seed)
     data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
                                         min_freq=min_freq, backwards=backwards, progress=progress)
-    learn = language_model_learner(data, config=config, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
+    learn = language_model_learner(data, config=config, pretrained=False, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
     learn.fit_one_cycle(epochs, lr=lr, checkpoint=checkpoint, resume=resume)
     return learn
 
@@ -287,15 +307,15 @@ class ClassifierLearner(TextLearner):
         "Also the classes, in order: `load` and `resume=` refuse weights trained on another class set (the same vocab and count are the normal case in ULMFiT)."
         return {**super()._meta(), 'classes': [str(c) for c in self.classes]}
 
-    def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, final_epochs: int | None = None,
+    def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, stage_epochs: int | Sequence[int] = 1,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, min_steps: int = 0,
                   keep_best: bool | str = False, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
-                  checkpoint=None, resume=None) -> pd.DataFrame:
-        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR, each stage at least `min_steps` batches; `keep_best`: end on the best epoch's weights; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+                  checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
+        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR, the last stage (all groups) `epochs` epochs and each one before it `stage_epochs`, each at least `min_steps` batches; `keep_best`: end on the best epoch's weights; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')    # before the freezing
-        return super().fine_tune(epochs, lr, final_epochs=final_epochs, lr_factor=lr_factor, stages=stages, min_steps=min_steps,
+        return super().fine_tune(epochs, lr, stage_epochs=stage_epochs, lr_factor=lr_factor, stages=stages, min_steps=min_steps,
                                  keep_best=keep_best, cbs=cbs, verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac,
-                                 ratio=ratio)
+                                 ratio=ratio, **kwargs)
 
     def baseline(self, **kwargs) -> Yardstick:
         "The bag-of-words yardstick on this learner's data (`fitlam.baseline.baseline`): the error to beat."
@@ -305,8 +325,9 @@ class ClassifierLearner(TextLearner):
         return texts_to_loader(texts, self.tokenizer, self.vocab, bs=bs or getattr(self.data, 'bs', 64), backwards=self.backwards,
                                n_workers=2)
 
-    def show_results(self, n: int = 8, max_tokens: int = 40, thresh: float = 0.5) -> pd.DataFrame:
-        "The first `n` validation documents (the first `max_tokens` tokens of each), their label, the prediction and its probability (fastai's `show_results`)."
+    def show_results(self, n: int = 8, max_tokens: int = 40, thresh: float = 0.5, max_n: int | None = None) -> pd.DataFrame:
+        "The first `n` validation documents (the first `max_tokens` tokens of each), their label, the prediction and its probability (fastai's `show_results`; its `max_n` is `n`)."
+        n = n if max_n is None else max_n
         dl = self.data.valid_dl
         if dl is None: raise FitlamError('show_results: this learner has no validation data (a loaded learner: use predict)')
         n = min(n, len(dl.docs))
@@ -352,7 +373,10 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
                             ps: Sequence[float] | None = None, alpha: float = 2., beta: float = 1., clip: float | None = None,
                             lr: float = ULMFIT_CLAS_LR, metrics=None, **kwargs) -> ClassifierLearner:
-    "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file) if given."
+    "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file); `encoder=False`: a new encoder, on purpose."
+    config = _arch_config(config, 'text_classifier_learner')
+    if encoder is None: _warn_no_transfer('text_classifier_learner', 'encoder=')
+    if encoder is False: encoder = None
     if encoder is not None:      # the encoder's sizes with the classifier's dropouts
         encoder = _checkpoint_file(encoder, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
         if config is None: config = _sized_like(encoder, FASTAI_CLAS_CONFIG)
@@ -423,7 +447,12 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     "Rebuild a learner written by `export` (on the CPU by default) that predicts with no training data present (a classifier: labels; an LM: text); `int8`: see `to_int8`; `bf16`: autocast; `trust_rules`: import tokenizer rules other than fitlam's (code the file names)."
     if not isinstance(path, (str, Path)): raise FitlamError(f'load_learner: path is a {type(path).__name__}, expected a file path')
     path = Path(path)
-    state = load_file(path, kinds=(EXPORT_FORMAT,))
+    try: state = load_file(path, kinds=(EXPORT_FORMAT,))
+    except FitlamError as e:
+        if path.suffix != '.pkl': raise
+        raise FitlamError(f"{e}. A .pkl export is fastai's (a pickled fastai Learner, which fitlam does not unpickle): fitlam's "
+                          f"learn.export() writes export.pth, read by load_learner('export.pth'); fastai's WikiText-103 LM loads with "
+                          f"language_model_learner(data, pretrained=fastai_wt103())") from None
     kind = state.get('kind', 'classifier')
     if kind not in ('classifier', 'lm'): raise FitlamError(f"{path}: an export of kind {kind!r:.40}; expected 'classifier' or 'lm'")
     missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
@@ -493,7 +522,7 @@ class Ensemble:
 def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text_col: str = 'text', label_col: str = 'label',
            lm_texts: Sequence[str] = (), config: AWDLSTMConfig | None = None, bs: int = 64, bptt: int = 70,
            lm_epochs: int = 1, lm_lr: float = ULMFIT_LM_LR, lm_freeze_epochs: int = 0, lm_drop_mult: float = 1.,
-           clas_epochs: int | Sequence[int] = 1, clas_final_epochs: int | None = None, clas_lr: float = ULMFIT_CLAS_LR,
+           clas_epochs: int | Sequence[int] = 1, clas_stage_epochs: int | Sequence[int] = 1, clas_lr: float = ULMFIT_CLAS_LR,
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
            verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None) -> ClassifierLearner:
@@ -524,7 +553,7 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
                                           bs=bs, backwards=backwards, seed=seed, progress=progress)
     learn = text_classifier_learner(clas_data, encoder=enc, drop_mult=clas_drop_mult, bptt=bptt, path=path, progress=progress)
     if verbose: print(f'stage 3: classifier, {clas_data.c} classes, {len(learn.layer_groups)} layer groups')
-    learn.fine_tune(clas_epochs, final_epochs=clas_final_epochs, lr=clas_lr, lr_factor=lr_factor, verbose=verbose, checkpoint=checkpoint,
+    learn.fine_tune(clas_epochs, stage_epochs=clas_stage_epochs, lr=clas_lr, lr_factor=lr_factor, verbose=verbose, checkpoint=checkpoint,
                     resume=resume if done else None)
     if timings is not None: timings.update(finetune_lm_s=round(t1 - t0, 1), classifier_s=round(time.perf_counter() - t1, 1))
     return learn

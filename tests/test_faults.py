@@ -73,7 +73,7 @@ def test_labels_are_strings_as_written_in_every_entry_point(corpus, tmp_path):
     data = TextClasDataBunch.from_csv(tmp_path/'t.csv', bs=8, cache_dir=tmp_path/'c', progress=False, min_freq=1)
     assert data.classes == ['001', '01', '1']
     rep = main(['train-clas', '--train', str(tmp_path/'t.csv'), '--valid', str(tmp_path/'t.csv'), '--out', str(tmp_path/'o'),
-                '--bs', '8', '--bptt', '10', '--epochs', '0', '--final-epochs', '1', '--quiet'])
+                '--bs', '8', '--bptt', '10', '--stage-epochs', '0', '--epochs', '1', '--quiet'])
     assert rep['classes'] == data.classes
     df.assign(label=['1e3', '1000', '1000.0'] * 30).to_csv(tmp_path/'e.csv', index=False)
     assert TextClasDataBunch.from_csv(tmp_path/'e.csv', bs=8, cache_dir=tmp_path/'c', progress=False).classes == ['1000', '1000.0', '1e3']

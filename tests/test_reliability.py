@@ -33,7 +33,7 @@ def task(tmp_path_factory):
     main(['pretrain', '--corpus', str(tmp/'corpus.txt'), '--out', str(tmp/'pre'), *TINY_ARGS, *small])
     main(['finetune-lm', '--train', str(tmp/'train.csv'), '--pretrained', str(tmp/'pre'/'lm.pth'), '--out', str(tmp/'lm'), '--min-freq', '1', *small])
     main(['train-clas', '--train', str(tmp/'train.csv'), '--valid', str(tmp/'valid.csv'), '--encoder', str(tmp/'lm'/'encoder.pth'),
-          '--out', str(tmp/'clas'), '--final-epochs', '1', *small])
+          '--out', str(tmp/'clas'), '--epochs', '1', *small])
     return tmp
 
 
@@ -287,7 +287,7 @@ def test_train_clas_writes_its_report_before_any_plot(task, tmp_path, monkeypatc
     monkeypatch.setattr(ClassificationInterpretation, 'plot_confusion_matrix', boom)
     with pytest.raises(MemoryError):
         main(['train-clas', '--train', str(task/'train.csv'), '--valid', str(task/'valid.csv'), '--encoder', str(task/'lm'/'encoder.pth'),
-              '--out', str(tmp_path/'c'), '--bs', '16', '--bptt', '10', '--final-epochs', '1', '--quiet'])
+              '--out', str(tmp_path/'c'), '--bs', '16', '--bptt', '10', '--epochs', '1', '--quiet'])
     assert (tmp_path/'c'/'report.json').exists() and (tmp_path/'c'/'export.pth').exists()
 
 
@@ -362,7 +362,7 @@ def test_ctrl_c_in_the_demo_resumes_to_the_same_classifier(task, tmp_path):
     (tmp_path/'task').mkdir()
     for f in ('train.csv', 'valid.csv'): (tmp_path/'task'/f).write_bytes((task/f).read_bytes())
     argv = ['demo', '--data', tmp_path/'task', '--corpus', task/'corpus.txt', '--pretrain-words', '3000', '--bs', '16', '--bptt', '20',
-            '--lm-epochs', '1', '--clas-epochs', '1', '--clas-final-epochs', '12', '--clas-drop-mult', '0.1', '--clas-lr', '5e-2', '--quiet',
+            '--lm-epochs', '1', '--clas-stage-epochs', '1', '--clas-epochs', '12', '--clas-drop-mult', '0.1', '--clas-lr', '5e-2', '--quiet',
             *TINY_ARGS[:-2]]
     full = run_cli(*argv, '--out', tmp_path/'full', timeout=600)
     assert full.returncode == 0, full.stderr

@@ -27,7 +27,7 @@ for backwards in (False, True):
     pretrained = lm.save_lm(f'{out}/lm.pth')
     del lm
     clas = ulmfit(train, valid, pretrained=pretrained, bs=d.bs, bptt=d.bptt, lm_epochs=d.lm_epochs, lm_lr=d.lm_lr, lm_drop_mult=d.lm_drop_mult,
-                  clas_epochs=d.clas_epochs, clas_final_epochs=d.clas_final_epochs, clas_lr=d.clas_lr, clas_drop_mult=d.clas_drop_mult,
+                  clas_epochs=d.clas_epochs, clas_stage_epochs=d.clas_stage_epochs, clas_lr=d.clas_lr, clas_drop_mult=d.clas_drop_mult,
                   seed=d.seed, path=out, max_vocab=d.max_vocab, backwards=backwards, progress=False, verbose=False)
     print(f'{"backward" if backwards else "forward"}: valid error {1 - clas.validate()["accuracy"]:.2%}, '
           f'{time.perf_counter() - t0:.0f} s since the start', flush=True)

@@ -28,11 +28,11 @@ from fitlam.vocab import Vocab
 
 # name: (batch size, fine_tune keyword arguments, drop_mult)
 RECIPES = {
-    'paper': (16, dict(epochs=2, final_epochs=8, lr=1e-2), 0.5),       # gradual unfreezing 2/2/2/8 epochs, ends on the last epoch
-    'steps_loss': (16, dict(epochs=2, final_epochs=8, lr=1e-2, min_steps=60, keep_best=True), 0.5),
-    'best_acc': (16, dict(epochs=2, final_epochs=8, lr=1e-2, keep_best='accuracy'), 0.5),    # tutorial_imdb's quick preset
-    'drop1_acc': (16, dict(epochs=2, final_epochs=8, lr=1e-2, keep_best='accuracy'), 1.0),
-    'lr3_acc': (16, dict(epochs=2, final_epochs=8, lr=3e-3, keep_best='accuracy'), 0.5),
+    'paper': (16, dict(stage_epochs=2, epochs=8, lr=1e-2), 0.5),       # gradual unfreezing 2/2/2/8 epochs, ends on the last epoch
+    'steps_loss': (16, dict(stage_epochs=2, epochs=8, lr=1e-2, min_steps=60, keep_best=True), 0.5),
+    'best_acc': (16, dict(stage_epochs=2, epochs=8, lr=1e-2, keep_best='accuracy'), 0.5),    # tutorial_imdb's quick preset
+    'drop1_acc': (16, dict(stage_epochs=2, epochs=8, lr=1e-2, keep_best='accuracy'), 1.0),
+    'lr3_acc': (16, dict(stage_epochs=2, epochs=8, lr=3e-3, keep_best='accuracy'), 0.5),
 }
 
 def encoders(pretrained: Path, lm_words: int, lm_epochs: int, train, unsup, seed: int = 42) -> dict:

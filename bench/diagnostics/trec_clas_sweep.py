@@ -26,7 +26,7 @@ for g in json.loads(sys.argv[2]):
     t = time.time(); set_seed(c['seed'])
     data = TextClasDataBunch.from_df(train, valid_df=valid, vocab=vocab, bs=c['bs'], seed=c['seed'], progress=False)
     learn = text_classifier_learner(data, encoder=enc, drop_mult=c['drop_mult'], bptt=70, path='/tmp/trec_sweep', progress=False)
-    h = learn.fine_tune(c['epochs'], final_epochs=c['final'], lr=c['lr'], verbose=False)
+    h = learn.fine_tune(c['final'], stage_epochs=c['epochs'], lr=c['lr'], verbose=False)
     probs, targs = learn.get_preds()
     err = float((probs.argmax(1) != targs).float().mean())
     print(c, f'valid error {100*err:.2f}%  min over epochs {100*(1-h.accuracy.max()):.2f}%  {time.time()-t:.0f}s', flush=True)
