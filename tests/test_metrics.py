@@ -373,12 +373,12 @@ def test_top_losses_unpacks_as_fastais():
     interp, _, _ = interp_of('random')
     losses, idxs = interp.top_losses(5)
     want = interp.losses.topk(5)
-    assert torch.equal(idxs, want.indices) and torch.allclose(losses, want.values)
+    assert torch.equal(losses, interp.losses[idxs]) and torch.equal(losses, want.values)      # the 5 highest, highest first
     top = interp.top_losses(5)
     assert isinstance(top, pd.DataFrame) and top.columns.tolist() == ['text', 'actual', 'predicted', 'probability', 'loss']
     assert top.text.tolist() == [f'doc {i}' for i in idxs.tolist()] and list(top.head()) == top.columns.tolist()
     low_losses, low_idxs = interp.top_losses(3, largest=False)
-    assert torch.equal(low_idxs, interp.losses.topk(3, largest=False).indices)
+    assert torch.equal(low_losses, interp.losses[low_idxs]) and torch.equal(low_losses, interp.losses.topk(3, largest=False).values)
     assert len(interp.top_losses(None)) == len(interp.losses)
     for k in (-1, 2.5, True):
         with pytest.raises(FitlamError, match='top_losses: k='): interp.top_losses(k)
