@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import FitlamError
-from .metrics import Metric, as_metric, streamed_by
+from .metrics import Metric, streamed_by
 
 # %% auto #0
 __all__ = ['RocAucBinary', 'RocAuc', 'MSE', 'RMSE', 'MAE', 'MSLE', 'R2Score', 'PearsonCorrCoef', 'SpearmanCorrCoef', 'mse',
@@ -62,6 +62,8 @@ class RocAuc(_Scores):
         self.average = average
     def accumulate(self, pred, yb):
         if pred.ndim != 2 or pred.shape[1] < 2: raise FitlamError(f'{self.name}: pred must be (n, c) logits, c >= 2, got {tuple(pred.shape)}; for one score per item: RocAucBinary')
+        if yb.is_floating_point() or (yb.numel() and not 0 <= int(yb.min()) <= int(yb.max()) < pred.shape[1]):
+            raise FitlamError(f'{self.name}: targets must be integer class ids in [0, {pred.shape[1]})')
         self._keep(F.softmax(pred.detach().float(), -1), yb)
     @property
     def value(self):

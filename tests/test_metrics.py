@@ -277,6 +277,7 @@ def test_fresh_metric_per_learner():
     (lambda: F1Score(average='macro'), torch.randn(4, 3), torch.tensor([0, 1, 2]), 'different numbers of items'),
     (MatthewsCorrCoef, torch.randn(4, 3), torch.tensor([0., 1, 2, 0]), 'integer class ids'),
     (RocAuc, torch.randn(4), torch.tensor([0, 1, 1, 0]), 'RocAucBinary'),
+    (RocAuc, torch.randn(4, 3), torch.tensor([0, 1, 3, 0]), 'class ids in [0, 3)'),
     (RocAucBinary, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), '(n, 2) logits'),
     (RocAucBinary, torch.randn(4), torch.tensor([0, 1, 2, 0]), 'must be 0 or 1'),
     (RocAucBinary, torch.randn(4), torch.tensor([0, 1, 1]), '4 scores and 3 targets'),
