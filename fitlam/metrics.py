@@ -176,7 +176,7 @@ class FBeta(_ClassScore):
     "Compute F-beta = (1 + beta²)TP / ((1 + beta²)TP + beta²FN + FP), recall weighing beta times precision (scikit-learn's `fbeta_score`)."
     base = 'fbeta_score'
     def __init__(self, beta: float, average: str = 'binary', pos_label: int = 1):
-        if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)): raise FitlamError(f'FBeta: beta={beta!r}; expected a number > 0')
+        if isinstance(beta, bool) or not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)): raise FitlamError(f'FBeta: beta={beta!r}; expected a number > 0')
         super().__init__(average, pos_label)
         self.beta = float(beta)
     def __repr__(self): return f'FBeta(beta={self.beta:g}, average={self.average!r})'
@@ -207,6 +207,7 @@ class _MultiScore(Metric):
     score, beta, base = 2, 1., 'f1_score_multi'
     def __init__(self, thresh: float = 0.5, sigmoid: bool = True, average: str = 'macro'):
         if average not in ('micro', 'macro', 'weighted', 'samples'): raise FitlamError(f"{type(self).__name__}: average={average!r}; expected 'micro', 'macro', 'weighted' or 'samples'")
+        if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or thresh != thresh: raise FitlamError(f'{type(self).__name__}: thresh={thresh!r}; expected a number')
         self.thresh, self.sigmoid, self.average = thresh, sigmoid, average
     def reset(self): self.tp, self.fp, self.fn, self.item_scores, self.items = None, None, None, 0., 0
     def accumulate(self, pred, yb):

@@ -299,7 +299,8 @@ def test_classes_changing_between_batches_is_an_error():
 
 @pytest.mark.parametrize('make,msg', [(lambda: F1Score(average='samples'), 'F1ScoreMulti'), (lambda: FBeta(-1), 'beta=-1'),
                                       (lambda: FBeta(float('nan')), 'beta=nan'), (lambda: Precision(pos_label=3), 'pos_label=3'),
-                                      (lambda: RocAuc('micro'), "'macro' or 'weighted'"), (lambda: F1ScoreMulti(average='binary'), 'samples')])
+                                      (lambda: RocAuc('micro'), "'macro' or 'weighted'"), (lambda: F1ScoreMulti(average='binary'), 'samples'),
+                                      (lambda: FBeta(True), 'beta=True'), (lambda: F1ScoreMulti(thresh='0.5'), "thresh='0.5'")])
 def test_bad_arguments_are_clear_errors(make, msg):
     with pytest.raises(FitlamError) as e: make()
     assert msg in str(e.value)
