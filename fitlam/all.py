@@ -25,6 +25,7 @@ from .optimizer import *
 from .checkpoint import *
 from .learner import *
 from .training import *
+from .score_metrics import *
 from .text_learner import *
 from .interpret import *
 from .baseline import *

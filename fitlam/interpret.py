@@ -14,12 +14,18 @@ import torch.nn.functional as F
 
 from .core import FitlamError, TextFrame
 from .data import ClasLoader
-from .metrics import figure_axes
+from .metrics import class_scores, figure_axes
 from .baseline import baseline
 from .text_learner import ClassifierLearner, detokenize, texts_to_loader
 
 # %% auto #0
-__all__ = ['ClassificationInterpretation', 'token_importance', 'show_importance']
+__all__ = ['TopLosses', 'ClassificationInterpretation', 'token_importance', 'show_importance']
+
+# %% ../nbs/41_interpret.ipynb #71db80fe
+class TopLosses(TextFrame):
+    "The `top_losses` table (text, actual, predicted, probability, loss; indexed by document), which unpacks as fastai's `(losses, idxs)` tensors."
+    def __iter__(self):
+        return iter((torch.tensor(self['loss'].to_numpy(), dtype=torch.float32), torch.tensor(self.index.to_numpy(), dtype=torch.long)))
 
 # %% ../nbs/41_interpret.ipynb #f08f988a
 class ClassificationInterpretation:
@@ -54,8 +60,11 @@ class ClassificationInterpretation:
         c = len(self.classes)
         return torch.bincount(self.targs * c + self.preds, minlength=c * c).reshape(c, c).numpy()
 
-    def most_confused(self, min_count: int = 1) -> list[tuple[str, str, int]]:
-        "The (true, predicted, count) pairs of different classes seen at least `min_count` times, most frequent first."
+    def most_confused(self, min_count: int = 1, *, min_val: int | None = None) -> list[tuple[str, str, int]]:
+        "The (true, predicted, count) pairs of different classes seen at least `min_count` (fastai: `min_val`) times, most frequent first."
+        if min_val is not None:
+            if min_count not in (1, min_val): raise FitlamError(f'most_confused: min_count={min_count} and min_val={min_val} are one threshold (fastai calls it min_val); pass one')
+            min_count = min_val
         cm = self.confusion_matrix()
         pairs = [(self.classes[i], self.classes[j], int(cm[i, j])) for i in range(len(cm)) for j in range(len(cm))
                  if i != j and cm[i, j] >= min_count]
@@ -84,10 +93,11 @@ class ClassificationInterpretation:
                         color='white' if cm[i, j] > cm.max() / 2 else 'black')
         return fig
 
-    def top_losses(self, k: int = 10) -> pd.DataFrame:
-        "The `k` documents with the highest loss: text, true label, prediction, its probability, the loss."
-        idx = self.losses.argsort(descending=True)[:k].tolist()
-        return TextFrame({'text': [self.texts[i] for i in idx], 'actual': [self.classes[int(self.targs[i])] for i in idx],
+    def top_losses(self, k: int | None = 10, largest: bool = True) -> TopLosses:
+        "The `k` documents (None: all) with the highest loss (`largest=False`: the lowest): text, true label, prediction, its probability, the loss; `losses, idxs = ...` unpacks as fastai's."
+        if k is not None and not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0): raise FitlamError(f'top_losses: k={k!r}; expected a count >= 0 or None (all)')
+        idx = self.losses.argsort(descending=largest, stable=True)[:k].tolist()
+        return TopLosses({'text': [self.texts[i] for i in idx], 'actual': [self.classes[int(self.targs[i])] for i in idx],
                              'predicted': [self.classes[int(self.preds[i])] for i in idx],
                              'probability': [float(self.probs[i, self.preds[i]]) for i in idx],
                              'loss': [float(self.losses[i]) for i in idx]}, index=idx)
@@ -97,16 +107,18 @@ class ClassificationInterpretation:
         return self.top_losses(k)
 
     def classification_report(self) -> pd.DataFrame:
-        "Precision, recall, F1 and support per class, then accuracy, macro and support-weighted averages (as scikit-learn's report)."
-        cm = self.confusion_matrix().astype(float)
-        tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-        prec, rec = tp / np.maximum(predicted, 1), tp / np.maximum(support, 1)     # 0 where a class is never predicted / present
-        f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.)
-        rep = pd.DataFrame({'precision': prec, 'recall': rec, 'f1': f1, 'support': support.astype(int)}, index=[str(c) for c in self.classes])
-        n, w = support.sum(), support / max(support.sum(), 1)
-        rep.loc['accuracy'] = [np.nan, np.nan, tp.sum() / max(n, 1), int(n)]
-        rep.loc['macro avg'] = [prec.mean(), rec.mean(), f1.mean(), int(n)]
-        rep.loc['weighted avg'] = [(prec * w).sum(), (rec * w).sum(), (f1 * w).sum(), int(n)]
+        "Precision, recall, F1 and support per class present in the targets or the predictions, then accuracy and the macro and support-weighted averages over those classes (scikit-learn's report)."
+        cm = torch.from_numpy(self.confusion_matrix())
+        tp = cm.diag(); fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+        keep = ((tp + fp + fn) > 0).nonzero().flatten()      # as `F1Macro` and scikit-learn: a class neither present nor predicted has no row
+        prec, rec, f1 = (s[keep].numpy() for s in class_scores(tp, fp, fn))
+        support = (tp + fn)[keep].numpy()
+        rep = pd.DataFrame({'precision': prec, 'recall': rec, 'f1': f1, 'support': support}, index=[str(self.classes[i]) for i in keep.tolist()])
+        n = int(support.sum()); w = support / max(n, 1)
+        mean = lambda a: float(a.mean()) if len(a) else np.nan
+        rep.loc['accuracy'] = [np.nan, np.nan, float(tp.sum()) / n if n else np.nan, n]
+        rep.loc['macro avg'] = [mean(prec), mean(rec), mean(f1), n]
+        rep.loc['weighted avg'] = [(prec * w).sum(), (rec * w).sum(), (f1 * w).sum(), n] if n else [np.nan] * 3 + [0]
         return rep.astype({'support': int})
 
     def print_classification_report(self, digits: int = 3):
