@@ -252,6 +252,22 @@ class Learner:
         if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
         self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
 
+    def fit_flat_cos(self, n_epoch: int, lr=None, lr_factor: float | None = None, div_final: float = 1e5, pct_start: float = 0.75,
+                     cbs=None, **kwargs):
+        "Train at each layer group's LR for `pct_start` of the fit, then anneal it along a cosine to 1/`div_final` of itself (fastai's `fit_flat_cos`)."
+        from .schedule import flat_cos_curve
+        curve = flat_cos_curve(pct_start, div_final)
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr=None, lr_factor: float | None = None, cycle_mult: int = 2, cbs=None, **kwargs):
+        "Train `n_cycles` cosine annealings of each layer group's LR to 0 with warm restarts, cycle i lasting `cycle_len * cycle_mult**i` epochs (fastai's `fit_sgdr`)."
+        from .schedule import sgdr_curve, sgdr_epochs
+        refuse_fastai_args('fit_sgdr', kwargs, {'lr_max': 'the LRs are lr= (one float, or one per layer group; lr_factor= spreads one)'})
+        curve = sgdr_curve(n_cycles, cycle_len, cycle_mult)
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(sgdr_epochs(n_cycles, cycle_len, cycle_mult), cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, final_epochs: int | None = None, lr_factor: float = 2.6,
                   stages: Sequence[int] | None = None, min_steps: int = 0, keep_best: bool | str = False, schedule: Callable | None = None,
                   cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
