@@ -4,7 +4,7 @@
 
 # %% ../nbs/36_training.ipynb #481f3426
 from __future__ import annotations
-import csv, io, json, math, operator, os, warnings
+import csv, io, json, math, operator, os, time, warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -341,15 +341,15 @@ class JSONLLogger(_LineLogger):
         super().__init__(fname, append)
         self.every = None if every_n_batches is None else _check_count(every_n_batches, 'every_n_batches')
 
-    def _line(self, **record) -> str: return json.dumps({k: _json_value(v) for k, v in record.items()}, allow_nan=False)
+    def _line(self, record: dict) -> str: return json.dumps({k: _json_value(v) for k, v in record.items()}, allow_nan=False)
     def after_batch(self):
         learn = self.learn
         if self._f is None or self.every is None or not learn.training or learn.loss is None or (learn.train_iter + 1) % self.every: return
-        self._write(self._line(kind='batch', step=learn.train_iter + 1, epoch=learn.epoch, lr=get_hyper(learn.opt, 'lr'),
-                               loss=float(learn.loss), smooth_loss=float(learn.smooth_loss)))
+        self._write(self._line(dict(kind='batch', step=learn.train_iter + 1, epoch=learn.epoch, lr=get_hyper(learn.opt, 'lr'),
+                                    loss=float(learn.loss), smooth_loss=float(learn.smooth_loss))))
 
     def after_epoch(self):
-        if self._f is not None: self._write(self._line(kind='epoch', **self.learn.recorder.rows[-1]), sync=True)
+        if self._f is not None: self._write(self._line({'kind': 'epoch', **self.learn.recorder.rows[-1]}), sync=True)
 
 # %% ../nbs/36_training.ipynb #7e688c74
 def read_log(fname, kind: str = 'epoch') -> pd.DataFrame:
@@ -382,6 +382,11 @@ def read_log(fname, kind: str = 'epoch') -> pd.DataFrame:
 _FASTAI_TB = dict(trace_model='the model graph is not written', log_preds='predictions are not logged (fitlam.interpret shows them)',
                   n_preds='predictions are not logged', projector='embeddings are not projected', layers='embeddings are not projected')
 
+def _wait_past(folder: Path):
+    "Wait until the clock's second is past those in the names of `folder`'s event files: TensorBoard reads them in name order, the second first."
+    stamps = [int(p.name.split('.')[3]) for p in folder.glob('events.out.tfevents.*') if p.name.split('.')[3].isdigit()]
+    while stamps and int(time.time()) <= max(stamps): time.sleep(0.05)     # a killed run's file sorts after ours, the same second, if its pid is higher
+
 class TensorBoardCallback(Callback):
     "Write TensorBoard scalars to `log_dir`: the training loss and each layer group's LR every `every_n_batches` batches, each epoch's losses and metrics."
     order = 56
@@ -408,6 +413,7 @@ class TensorBoardCallback(Callback):
         if self.log_dir is not None: self.dir = self.learn.path / self.log_dir
         elif self.dir is None: self.dir = self.learn.path / 'runs' / datetime.now().strftime('%Y%m%d-%H%M%S')
         purge = self.base + self.learn.train_iter + 1 if self._resumed else None      # the first step written again
+        if self._resumed: _wait_past(self.dir)
         self.writer = self._writer_type(log_dir=str(self.dir), purge_step=purge)
 
     def after_batch(self):

@@ -56,7 +56,9 @@ def check_logs(path, learn, ref_path):
         pd.testing.assert_frame_equal(read_log(path / name).drop(columns='time'), read_log(ref_path / name).drop(columns='time'), check_exact=True)
     pd.testing.assert_frame_equal(read_log(path / 'history.jsonl', kind='batch'), read_log(ref_path / 'history.jsonl', kind='batch'), check_exact=True)
     assert (path / 'history.csv').read_text().count('epoch,') == 1                                  # one header
-    assert tb_scalars(path / 'tb') == tb_scalars(ref_path / 'tb')                                   # the killed run's extra steps purged
+    s = tb_scalars(path / 'tb')
+    assert s == tb_scalars(ref_path / 'tb')                                                        # the killed run's extra steps purged
+    assert [v for _, v in s['epoch/valid_loss']] == [float(np.float32(v)) for v in h.valid_loss]   # TensorBoard keeps float32
 
 
 @pytest.mark.parametrize('kill_at', [(2, None), (2, 4), (0, None)], ids=['after-row-before-checkpoint', 'mid-epoch', 'first-epoch'])
