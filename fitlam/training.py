@@ -262,7 +262,7 @@ class _LineLogger(Callback):
     def __init__(self, fname, append: bool = False):
         if not isinstance(fname, (str, os.PathLike)) or not str(fname): raise FitlamError(f'fname={fname!r}: expected a file name')
         if not isinstance(append, bool): raise FitlamError(f'append={append!r}: expected True or False')
-        self.fname, self.append, self.file, self._f, self._resume = Path(fname), append, None, None, None
+        self.fname, self.append, self.file, self._f, self._resume, self._skip = Path(fname), append, None, None, None, False
 
     def before_fit(self): self._resume, self._skip = None, _in_lr_find(self.learn)    # `load_state_dict` sets `_resume` after this on a resume
     def load_state_dict(self, state: dict): self._resume = state
@@ -400,7 +400,7 @@ class TensorBoardCallback(Callback):
             raise FitlamError(f'TensorBoardCallback needs TensorBoard, which is not installed ({e}): pip install fitlam[tensorboard]') from None
         self._writer_type, self.log_dir = SummaryWriter, log_dir
         self.every = None if every_n_batches is None else _check_count(every_n_batches, 'every_n_batches')
-        self.writer, self.dir, self.base, self.done, self._resumed = None, None, 0, 0, False
+        self.writer, self.dir, self.base, self.done, self._resumed, self._skip = None, None, 0, 0, False, False
 
     def before_fit(self): self.base, self._resumed, self._skip = self.done, False, _in_lr_find(self.learn)
     def load_state_dict(self, state: dict):
