@@ -22,7 +22,8 @@ from .callback import (
     TerminateOnNaN, TrimHeap, set_hyper)
 from .metrics import ProgressCallback, Recorder, as_metric, flat_cross_entropy
 from .schedule import (
-    LRFinder, LRFindResult, ParamScheduler, one_cycle_curve, one_cycle_moms, per_group, steep, stlr_curve, valley)
+    LRFinder, LRFindResult, ParamScheduler, flat_cos_curve, one_cycle_curve, one_cycle_moms, per_group, sgdr_curve, sgdr_epochs, steep,
+    stlr_curve, valley)
 from .optimizer import ParamGroups, adam, discriminative_lrs, _check_epochs, _check_lr
 from .checkpoint import Checkpoint, _cpu_copy, _epoch_iters, fit_recipe, load_weights, run_stages, save_checkpoint, save_weights
 from .training import KeepBest
@@ -102,8 +103,40 @@ class CallbackList(list):
 
     def of_type(self, *types) -> list[Callback]: return [cb for cb in self if isinstance(cb, types)]
 
+# %% ../nbs/35_learner.ipynb #23cb7d74
+class _ScheduledFits:
+    "The `Learner`'s fits on a schedule, each a `fit` with a `ParamScheduler`: fastai's one-cycle, ULMFiT's STLR, flat-then-cosine and SGDR."
+    def fit_one_cycle(self, n_epoch: int, lr=None, lr_factor: float | None = None, div: float = 25., div_final: float = 1e5,
+                      pct_start: float = 0.25, moms: Sequence[float] | None = (0.95, 0.85, 0.95), cbs=None, **kwargs):
+        "Train with fastai's one-cycle policy: LR warm-up and cosine annealing per layer group, momentum the other way."
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        scheds = {'lr': per_group(one_cycle_curve(div, div_final, pct_start), self.lrs)}
+        if moms is not None: scheds['mom'] = one_cycle_moms(moms, pct_start)
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds), *listify(cbs)], **kwargs)
+
+    def fit_stlr(self, n_epoch: int, lr=None, lr_factor: float | None = None, cut_frac: float = 0.1, ratio: float = 32.,
+                 cbs=None, **kwargs):
+        "Train with slanted triangular LRs (ULMFiT eq. 3), each layer group's LR its own maximum times the same curve."
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
+
+    def fit_flat_cos(self, n_epoch: int, lr=None, lr_factor: float | None = None, div_final: float = 1e5, pct_start: float = 0.75,
+                     cbs=None, **kwargs):
+        "Train at each layer group's LR for `pct_start` of the fit, then anneal it along a cosine to 1/`div_final` of itself (fastai's `fit_flat_cos`)."
+        curve = flat_cos_curve(pct_start, div_final)
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr=None, lr_factor: float | None = None, cycle_mult: int = 2, cbs=None, **kwargs):
+        "Train `n_cycles` cosine annealings of each layer group's LR to 0 with warm restarts, cycle i lasting `cycle_len * cycle_mult**i` epochs (fastai's `fit_sgdr`)."
+        refuse_fastai_args('fit_sgdr', kwargs, {'lr_max': 'the LRs are lr= (one float, or one per layer group; lr_factor= spreads one)'})
+        curve = sgdr_curve(n_cycles, cycle_len, cycle_mult)
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(sgdr_epochs(n_cycles, cycle_len, cycle_mult), cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+
+
 # %% ../nbs/35_learner.ipynb #63f89d11
-class Learner:
+class Learner(_ScheduledFits):
     "Train `model` on `data` (with `.train_dl`, `.valid_dl`) to minimise `loss_func(pred, yb)`, calling callbacks at each event."
     def __init__(self, data, model: nn.Module, loss_func: Callable, opt_func: Callable = adam, lr=1e-3,
                  lr_factor: float | None = None, splitter: Callable | None = None, cbs=None, metrics=None,
@@ -237,20 +270,6 @@ class Learner:
                     for g, h in zip(self.opt.param_groups, hypers): g.update(h)
                     raise
             finally: self('cleanup_fit'); self._end_cleanup()        # `cleanup_fit`: however the fit ended
-
-    def fit_one_cycle(self, n_epoch: int, lr=None, lr_factor: float | None = None, div: float = 25., div_final: float = 1e5,
-                      pct_start: float = 0.25, moms: Sequence[float] | None = (0.95, 0.85, 0.95), cbs=None, **kwargs):
-        "Train with fastai's one-cycle policy: LR warm-up and cosine annealing per layer group, momentum the other way."
-        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
-        scheds = {'lr': per_group(one_cycle_curve(div, div_final, pct_start), self.lrs)}
-        if moms is not None: scheds['mom'] = one_cycle_moms(moms, pct_start)
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds), *listify(cbs)], **kwargs)
-
-    def fit_stlr(self, n_epoch: int, lr=None, lr_factor: float | None = None, cut_frac: float = 0.1, ratio: float = 32.,
-                 cbs=None, **kwargs):
-        "Train with slanted triangular LRs (ULMFiT eq. 3), each layer group's LR its own maximum times the same curve."
-        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
-        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, stage_epochs: int | Sequence[int] = 1, lr_factor: float = 2.6,
                   stages: Sequence[int] | None = None, min_steps: int = 0, keep_best: bool | str = False, schedule: Callable | None = None,
