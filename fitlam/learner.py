@@ -279,12 +279,12 @@ class Learner(_ScheduledFits):
                           cbs, verbose, checkpoint, resume, kwargs, keep_best)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10., num_it: int = 100, stop_div: bool = True,
-                suggest: Sequence[Callable] = (valley, steep)) -> LRFindResult:
-        "Run the LR range test (exponential sweep, stops on divergence) and return its curve and suggestions; weights, optimizer and RNGs are restored."
+                suggest: Sequence[Callable] = (valley, steep), suggest_funcs: Sequence[Callable] | None = None) -> LRFindResult:
+        "Run the LR range test (exponential sweep, stops on divergence) and return its curve and the LRs `suggest` picks (fastai: `suggest_funcs`); weights, optimizer and RNGs are restored."
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         with _restored(self), self.no_bar(), self.removed_cbs(self.cbs.of_type(TerminateOnNaN)), _flushed_denormals():   # it diverges on purpose
             self.fit(math.ceil(finder.num_it / len(self.data.train_dl)), cbs=finder)
-        return LRFindResult.from_run(finder.lrs, finder.losses, suggest)
+        return LRFindResult.from_run(finder.lrs, finder.losses, suggest if suggest_funcs is None else suggest_funcs)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def validate(self, dl=None) -> dict:

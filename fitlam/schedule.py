@@ -18,7 +18,7 @@ from .metrics import figure_axes
 # %% auto #0
 __all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'combine_scheds', 'stlr_curve', 'one_cycle_curve', 'one_cycle_moms',
            'flat_cos_curve', 'sgdr_epochs', 'sgdr_curve', 'per_group', 'ParamScheduler', 'GradualUnfreezing', 'valley',
-           'steep', 'LRFinder', 'LRFindResult']
+           'steep', 'minimum', 'slide', 'LRFinder', 'LRFindResult']
 
 # %% ../nbs/32_schedule.ipynb #96ec20ab
 def sched_lin(start: float, end: float) -> Callable[[float], float]:
@@ -150,6 +150,19 @@ def steep(lrs: Sequence[float], losses: Sequence[float]) -> float:
     if len(losses) < 2: return float('nan')
     slopes = np.diff(losses) / np.diff(np.log(lrs))
     return float(lrs[int(np.argmin(slopes))])
+
+def minimum(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    "Return a tenth of the LR at the lowest loss (fastai's `minimum`)."
+    return float(lrs[int(np.argmin(losses))]) / 10 if len(losses) else float('nan')
+
+def slide(lrs: Sequence[float], losses: Sequence[float], lr_diff: int = 15, thresh: float = .005, adjust_value: float = 1.) -> float:
+    "Return the LR, walking back from the end, where the loss's slope `lr_diff` points apart first differs by at most `thresh` (fastai's `slide`)."
+    if len(losses) <= lr_diff: return float('nan')
+    grad = np.gradient(np.asarray(losses, dtype=float))
+    r, l = -1, -1 - lr_diff
+    found = lrs[l]
+    while l >= -len(losses) and abs(grad[r] - grad[l]) > thresh: found, r, l = lrs[l], r - 1, l - 1
+    return float(found) * adjust_value
 
 # %% ../nbs/32_schedule.ipynb #c0307b13
 class LRFinder(Callback):
