@@ -283,7 +283,7 @@ def test_min_steps_counts_optimizer_steps():
 
 
 # -- a BPT3C classifier ---------------------------------------------------------------------------------
-def clas_learner(bs, k):
+def clas_learner(bs, k, no_bn=True):
     from fitlam.data import TextClasDataBunch
     from fitlam.text_learner import text_classifier_learner
     df = synth_corpus(42, seed=3)
@@ -293,7 +293,7 @@ def clas_learner(bs, k):
     torch.manual_seed(0)
     learn = text_classifier_learner(data, AWDLSTMConfig(**TINY_AWD), drop_mult=0., bptt=5, max_len=15, ps=[0.], lr=1e-2,
                                     progress=False, accum_steps=k)
-    for i, m in enumerate(learn.model.head):      # batch norm's statistics are the batch's: not the same over 4 rows as over 12
+    for i, m in enumerate(learn.model.head if no_bn else []):      # batch norm's statistics are the batch's: not the same over 4 rows as over 12
         if isinstance(m, nn.BatchNorm1d): learn.model.head[i] = nn.Identity()
     return learn
 
@@ -304,3 +304,54 @@ def test_accumulation_bpt3c_classifier_equals_the_large_batch():
     acc.fit_one_cycle(2); big.fit_one_cycle(2)
     assert_close(weights(acc), weights(big))
     np.testing.assert_allclose(acc.recorder.history.train_loss, big.recorder.history.train_loss, rtol=1e-6)
+
+
+def test_fp16_classifier_trains_and_exports_float32(tmp_path):
+    "The AWD-LSTM classifier under fp16 autocast: it trains; the export holds float32 weights and load_learner predicts as the float32 learner."
+    from fitlam.text_learner import load_learner
+    learn = clas_learner(4, 1, no_bn=False).to_fp16()
+    learn.fit(2)
+    assert learn.fp16 and all(p.dtype == torch.float32 for p in learn.model.parameters())
+    state = torch.load(learn.export(tmp_path / 'fp16.pth'), weights_only=True)
+    tensors = [v for v in state.values() if torch.is_tensor(v)] + [v for d in state.values() if isinstance(d, dict) for v in d.values() if torch.is_tensor(v)]
+    assert tensors and all(t.dtype in (torch.float32, torch.int64) for t in tensors), {t.dtype for t in tensors}
+    loaded = load_learner(tmp_path / 'fp16.pth')
+    assert not loaded.fp16 and all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    texts = ['the cat sat on the mat', 'stocks fell sharply today']
+    torch.testing.assert_close(loaded.predict_proba(texts), learn.to_fp32().predict_proba(texts), atol=1e-6, rtol=1e-6)
+
+
+# -- under DDP (2 CPU processes, gloo) ----------------------------------------------------------------------
+class CountSyncs(Callback):
+    "Count DDP's gradient all-reduces (one per bucket per synced backward pass), through a comm hook on the wrapped model."
+    order = 53                  # after DistributedTrainer (52) has wrapped the model
+    def before_fit(self):
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+        self.calls = []
+        def hook(state, bucket):
+            self.calls.append(self.learn.train_iter)
+            return allreduce_hook(None, bucket)
+        self.learn.model.register_comm_hook(None, hook)
+
+
+def ddp_accumulation():
+    "Uneven batches (5, 3, 9 / 2, 7, 1 / 6) in groups of 3 under DDP: rank 1 trains a placeholder for the batch of 1."
+    from fitlam.distributed import distributed
+    x, y = rows(33)
+    learn = make(model=mlp, data=Data(Batches(x, y, [5, 3, 9, 2, 7, 1, 6])), accum_steps=3, opt_func=sgd)
+    counter = CountSyncs()
+    with distributed(learn): learn.fit_stlr(2, lr=3e-2, cbs=counter)
+    return weights(learn), sorted(set(counter.calls))
+
+
+def test_accumulation_under_ddp_equals_the_large_batch():
+    from fitlam.distributed import launch
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('FITLAM_DEVICE', 'cpu')
+        ranks = launch(ddp_accumulation, nprocs=2, threads=1, timeout=120)
+    x, y = rows(33)
+    big = make(model=mlp, data=Data(Batches(x, y, [17, 10, 6])), opt_func=sgd)
+    big.fit_stlr(2, lr=3e-2)
+    for w, syncs in ranks:
+        assert_close(w, weights(big), eps=1e-5)
+        assert syncs == [2, 5, 6, 9, 12, 13]          # the gradients cross the ranks only on the batches that step (no_sync otherwise)
