@@ -1,4 +1,4 @@
-"""fp16 mixed precision (autocast + loss scaling) and gradient accumulation, on the CPU: fp16 trains, its overflows are
+"""fp16 mixed precision (autocast + loss scaling) and gradient accumulation, on the CPU (also where a GPU is visible): fp16 trains, its overflows are
 skipped and counted (not divergence), its loss scale survives kill and resume; k batches of b give one batch of k*b's
 update and LR schedule, for a plain model, uneven batches and a BPT3C classifier, in one process and under DDP."""
 import math, warnings
@@ -21,7 +21,7 @@ from fitlam.models.awdlstm import AWDLSTMConfig
 def make(seed=0, model=TinyNet, data=None, **kwargs):
     "A learner on the tiny regression task; `model`: a function building the model after seeding."
     torch.manual_seed(seed)
-    return Learner(data or synth_regression(seed=0), model(), F.mse_loss, **{'lr': 1e-2, 'progress': False, **kwargs})
+    return Learner(data or synth_regression(seed=0), model(), F.mse_loss, **{'lr': 1e-2, 'progress': False, 'device': 'cpu', **kwargs})
 
 
 def mlp(): return nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -292,7 +292,7 @@ def clas_learner(bs, k, no_bn=True):
     data.train_dl.shuffle, data.train_dl.drop_last = False, False      # longest first: a batch of k*bs is k batches of bs
     torch.manual_seed(0)
     learn = text_classifier_learner(data, AWDLSTMConfig(**TINY_AWD), drop_mult=0., bptt=5, max_len=15, ps=[0.], lr=1e-2,
-                                    progress=False, accum_steps=k)
+                                    progress=False, accum_steps=k, device='cpu')
     for i, m in enumerate(learn.model.head if no_bn else []):      # batch norm's statistics are the batch's: not the same over 4 rows as over 12
         if isinstance(m, nn.BatchNorm1d): learn.model.head[i] = nn.Identity()
     return learn
