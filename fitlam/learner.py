@@ -112,7 +112,9 @@ def _check_accum(k, what: str = 'accum_steps') -> int:
 def _float32(pred):
     "`pred` with its float16/bfloat16 tensors in float32 (the loss in float32): a tensor, a tuple or list, or a dataclass of tensors (the LM's `DecoderInput`)."
     if torch.is_tensor(pred): return pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred
-    if isinstance(pred, (tuple, list)): return type(pred)(_float32(p) for p in pred)
+    if isinstance(pred, (tuple, list)):
+        out = [_float32(p) for p in pred]
+        return type(pred)(*out) if hasattr(pred, '_fields') else type(pred)(out)          # a NamedTuple takes its fields one by one
     if dataclasses.is_dataclass(pred) and not isinstance(pred, type):
         return dataclasses.replace(pred, **{f.name: _float32(getattr(pred, f.name)) for f in dataclasses.fields(pred) if f.init})
     return pred
@@ -144,6 +146,7 @@ class Stepper:
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16 if self.fp16 else torch.bfloat16, enabled=self.bf16 or self.fp16)
+    def float32(self, pred): return _float32(pred) if self.bf16 or self.fp16 else pred      # under autocast, the loss in float32
 
     def start(self, k: int, epoch_iters: list[int]):
         "Begin a fit of `epoch_iters` batches per epoch that steps every `k` batches and after each epoch's last batch."
@@ -295,7 +298,7 @@ class Learner:
     def _do_batch(self):
         with self.steps.no_sync(self):                      # DDP: a batch that does not step keeps its gradients on this rank
             with self.steps.autocast(): self.pred = self.model(self.xb)
-            self.pred = _float32(self.pred); self('after_pred')          # the loss in float32
+            self.pred = self.steps.float32(self.pred); self('after_pred')          # the loss in float32
             if self.yb is None: return
             self.loss_grad = self.loss_func(self.pred, self.yb)
             self.loss = self.loss_grad.detach()

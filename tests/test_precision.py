@@ -355,3 +355,19 @@ def test_accumulation_under_ddp_equals_the_large_batch():
     for w, syncs in ranks:
         assert_close(w, weights(big), eps=1e-5)
         assert syncs == [2, 5, 6, 9, 12, 13]          # the gradients cross the ranks only on the batches that step (no_sync otherwise)
+
+
+def test_float32_casts_half_predictions_only():
+    "Under autocast the prediction reaches the loss in float32: tensors, tuples, NamedTuples and the LM's `DecoderInput`; ids and float64 untouched."
+    from typing import NamedTuple
+    from fitlam.learner import _float32
+    from fitlam.models.kernels import DecoderInput
+    class Pair(NamedTuple):
+        logits: torch.Tensor
+        ids: torch.Tensor
+    half, ids = torch.ones(2, 3, dtype=torch.float16), torch.arange(3)
+    out = _float32(Pair(half, ids))
+    assert isinstance(out, Pair) and out.logits.dtype == torch.float32 and out.ids is ids
+    assert [t.dtype for t in _float32([half.bfloat16(), half.double()])] == [torch.float32, torch.float64]
+    dec = _float32(DecoderInput(half, torch.ones(5, 3), None))
+    assert isinstance(dec, DecoderInput) and dec.hidden.dtype == torch.float32 and dec.bias is None
