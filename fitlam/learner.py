@@ -145,6 +145,7 @@ class Stepper:
         elif self.scaler is None or scaler_kwargs: self.scaler = torch.amp.GradScaler(self.device.type, **scaler_kwargs)
 
     def autocast(self):
+        "The autocast block of the forward pass (off in float32)."
         return torch.autocast(self.device.type, dtype=torch.float16 if self.fp16 else torch.bfloat16, enabled=self.bf16 or self.fp16)
     def float32(self, pred): return _float32(pred) if self.bf16 or self.fp16 else pred      # under autocast, the loss in float32
 
@@ -163,6 +164,7 @@ class Stepper:
         return self.done / self.total
 
     def end_batch(self):
+        "After a training batch, however it ended: count its group's step (the position schedules read)."
         if self.stepping: self.done += 1
 
     def no_sync(self, learn):
@@ -176,11 +178,10 @@ class Stepper:
         (self.scaler.scale(loss) if self.fp16 else loss).backward()
         if self.k > 1: self.wsum += self.weight
         if not self.stepping: return
-        if self.fp16:
-            self.scaler.unscale_(opt)
-            self.overflow = not _grads_finite(opt)
-            if self.overflow: self._skip()
-        if self.k > 1 and self.wsum != self.k: torch._foreach_mul_(_grads(opt), self.k / self.wsum)   # a short or uneven group
+        if self.fp16: self.scaler.unscale_(opt)
+        self.overflow = self.fp16 and not _grads_finite(opt)
+        if self.overflow: self._skip()
+        elif self.k > 1 and self.wsum != self.k: torch._foreach_mul_(_grads(opt), self.k / self.wsum)   # a short or uneven group
 
     def step(self, opt: torch.optim.Optimizer):
         "Step `opt` (through the scaler under fp16) at the end of a group."
@@ -198,9 +199,11 @@ class Stepper:
                           'or bfloat16 (bf16=True), or lower the learning rate', RuntimeWarning, stacklevel=2)
 
     def state_dict(self) -> dict:
+        "What a training checkpoint keeps: the skipped steps, and the scaler's state (its scale and growth count) under fp16."
         return {'skipped': self.skipped, **({'scaler': self.scaler.state_dict()} if self.fp16 else {})}
 
     def load_state_dict(self, state: dict):
+        "Restore what `state_dict` returned (the scaler's state only into an fp16 learner)."
         self.skipped = int(state.get('skipped', 0))
         if self.fp16 and 'scaler' in state: self.scaler.load_state_dict(state['scaler'])
 

@@ -371,3 +371,17 @@ def test_float32_casts_half_predictions_only():
     assert [t.dtype for t in _float32([half.bfloat16(), half.double()])] == [torch.float32, torch.float64]
     dec = _float32(DecoderInput(half, torch.ones(5, 3), None))
     assert isinstance(dec, DecoderInput) and dec.hidden.dtype == torch.float32 and dec.bias is None
+
+
+def test_fp16_overflow_in_an_accumulated_group_skips_the_group():
+    "Groups of 3 batches (3, 3, 2 per epoch): an infinite gradient in batch 4 skips the second group's step, whose batches changed nothing."
+    snaps = {}
+    class Snap(Callback):
+        def after_batch(self):
+            if self.learn.training: snaps[self.learn.train_iter] = weights(self.learn)
+    learn = make(model=mlp, accum_steps=3, cbs=[InfGrad(at=[4]), Snap()]).to_fp16(init_scale=2. ** 8)
+    learn.fit(2)
+    assert learn.fp16_skipped == 1 and learn.steps.done == 6
+    assert_close(snaps[5], snaps[2], eps=0)                                  # the group of batches 3-5 did not step
+    with pytest.raises(AssertionError): assert_close(snaps[2], snaps[1], eps=0)    # the first group did
+    assert all(torch.isfinite(v).all() for v in weights(learn).values())
