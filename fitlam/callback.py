@@ -114,14 +114,14 @@ def _grads_finite(opt: torch.optim.Optimizer) -> bool:
     return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
 
 class TerminateOnNaN(Callback):
-    "Stop training with a `TrainingDiverged` error, before the optimizer step, when a batch's loss or gradients are not finite."
+    "Stop training with a `TrainingDiverged` error, before the optimizer step, when a batch's loss or gradients are not finite (under fp16, gradients are the loss scaler's to check: it skips a step that overflowed)."
     order = 50           # after_backward, after whatever changes the gradients there
     def before_batch(self):             # the forward pass updates buffers (BatchNorm's running stats) before the step is skipped
         if self.learn.training: self.buffers = [b.detach().clone() for b in self.learn.model.buffers()]
 
     def after_backward(self):
         learn = self.learn
-        what = 'loss' if not bool(torch.isfinite(learn.loss).all()) else None if _grads_finite(learn.opt) else 'gradient'
+        what = 'loss' if not bool(torch.isfinite(learn.loss).all()) else None if getattr(learn, 'fp16', False) or _grads_finite(learn.opt) else 'gradient'
         if what is None: return
         with torch.no_grad():          # the whole state as after the last finite step: buffers too
             for b, old in zip(learn.model.buffers(), self.buffers): b.copy_(old)

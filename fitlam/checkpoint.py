@@ -89,13 +89,15 @@ def fit_recipe(learn, n_epoch: int, cbs, wd) -> dict:
               for cb in cbs for name, f in getattr(cb, 'scheds', {}).items()}
     config = getattr(learn.model, 'config', None)
     drops = {k: v for k, v in dataclasses.asdict(config).items() if k.endswith('_p')} if dataclasses.is_dataclass(config) else {}
-    return dict(n_epoch=n_epoch, lrs=[float(l) for l in learn.lrs], wd=float(learn.wd if wd is None else wd), scheds=scheds, dropouts=drops)
+    steps = getattr(learn, 'steps', None)       # gradient accumulation and fp16 change the trajectory: recorded where used
+    extra = {**({'accum_steps': steps.k} if steps is not None and steps.k > 1 else {}), **({'fp16': True} if getattr(learn, 'fp16', False) else {})}
+    return dict(n_epoch=n_epoch, lrs=[float(l) for l in learn.lrs], wd=float(learn.wd if wd is None else wd), scheds=scheds, dropouts=drops, **extra)
 
 def _check_fit(ck: dict, learn, path):
     "Refuse a checkpoint written by a fit of another recipe (LRs, schedule, epochs, dropouts): the history would mix the two."
     ours, theirs = getattr(learn, 'fit_recipe', None), ck.get('fit')
     if ours is None or theirs is None or ours == theirs: return
-    diff = [f'{k}: {theirs.get(k)} in the checkpoint, {ours.get(k)} in this call' for k in ours if ours.get(k) != theirs.get(k)]
+    diff = [f'{k}: {theirs.get(k)} in the checkpoint, {ours.get(k)} in this call' for k in dict.fromkeys([*ours, *theirs]) if ours.get(k) != theirs.get(k)]
     raise FitlamError(f'{path}: a checkpoint of another fit ({"; ".join(diff)[:600]}); resume it with the call that wrote it, or start afresh without resume=')
 
 def _cb_keys(learn) -> list[tuple[str, Callback]]:
@@ -112,7 +114,7 @@ def save_checkpoint(learn, path, recipe: dict | None = None) -> Path:
                  epoch=learn.epoch, epoch_base=learn.epoch_base, n_epoch=learn.n_epoch, n_iters=list(learn.epoch_iters),
                  train_iter=learn.train_iter, frozen_idx=learn.frozen_idx, lrs=list(learn.lrs), rng=_rng_to_plain(get_rng_states()),
                  meta=learn._meta(), cbs={key: s for key, cb in _cb_keys(learn) if (s := cb.state_dict()) is not None},
-                 fit=getattr(learn, 'fit_recipe', None))
+                 fit=getattr(learn, 'fit_recipe', None), **({'steps': learn.steps.state_dict()} if hasattr(learn, 'steps') else {}))
     if recipe is not None: state['recipe'] = recipe
     atomic_save(state, path)
     return Path(path)
@@ -138,6 +140,9 @@ def restore_checkpoint(learn, path):
     learn.epoch_base, learn.epoch_iters, learn.total_iter = base, ours, max(1, sum(ours))
     learn.freeze_to(ck['frozen_idx'])
     learn.start_epoch, learn.train_iter = ck['epoch'] + 1, ck['train_iter']
+    if hasattr(learn, 'steps'):          # the optimizer steps of the epochs done (each epoch's groups end with it), fp16's loss scale
+        learn.steps.start(learn.steps.k, ours); learn.steps.done = sum(learn.steps.epoch_steps[:learn.start_epoch])
+        learn.steps.load_state_dict(ck.get('steps', {}))
     learn.epochs_done = learn.epoch_base + learn.start_epoch
     for key, cb in _cb_keys(learn):
         if key in ck['cbs']: cb.load_state_dict(ck['cbs'][key])

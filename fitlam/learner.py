@@ -4,7 +4,7 @@
 
 # %% ../nbs/35_learner.ipynb #75e52b99
 from __future__ import annotations
-import inspect, math
+import contextlib, dataclasses, inspect, math, warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -19,17 +19,17 @@ from torch import nn
 from .core import FitlamError, refuse_fastai_args, _device, default_device, get_rng_states, listify, set_rng_states, to_device
 from .callback import (
     Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException, CancelValidateException,
-    TerminateOnNaN, TrimHeap, set_hyper)
+    TerminateOnNaN, TrimHeap, set_hyper, _grads_finite)
 from .metrics import ProgressCallback, Recorder, as_metric, flat_cross_entropy
 from .schedule import (
-    LRFinder, LRFindResult, ParamScheduler, flat_cos_curve, one_cycle_curve, one_cycle_moms, per_group, sgdr_curve, sgdr_epochs, steep,
-    stlr_curve, valley)
+    LRFinder, LRFindResult, ScheduledFits, steep, valley)
 from .optimizer import ParamGroups, adam, discriminative_lrs, _check_epochs, _check_lr
 from .checkpoint import Checkpoint, _cpu_copy, _epoch_iters, fit_recipe, load_weights, run_stages, save_checkpoint, save_weights
 from .training import KeepBest
 
 # %% auto #0
-__all__ = ['default_activation', 'per_item_loss', 'GatherPreds', 'CallbackList', 'Learner', 'unfreezing_stages', 'fit_stages']
+__all__ = ['SKIPS_IN_A_ROW', 'default_activation', 'per_item_loss', 'GatherPreds', 'CallbackList', 'Stepper',
+           'GradientAccumulation', 'Learner', 'unfreezing_stages', 'fit_stages']
 
 # %% ../nbs/35_learner.ipynb #fdb9c91a
 def default_activation(loss_func) -> Callable:
@@ -103,51 +103,145 @@ class CallbackList(list):
 
     def of_type(self, *types) -> list[Callback]: return [cb for cb in self if isinstance(cb, types)]
 
-# %% ../nbs/35_learner.ipynb #23cb7d74
-class _ScheduledFits:
-    "The `Learner`'s fits on a schedule, each a `fit` with a `ParamScheduler`: fastai's one-cycle, ULMFiT's STLR, flat-then-cosine and SGDR."
-    def fit_one_cycle(self, n_epoch: int, lr=None, lr_factor: float | None = None, div: float = 25., div_final: float = 1e5,
-                      pct_start: float = 0.25, moms: Sequence[float] | None = (0.95, 0.85, 0.95), cbs=None, **kwargs):
-        "Train with fastai's one-cycle policy: LR warm-up and cosine annealing per layer group, momentum the other way."
-        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
-        scheds = {'lr': per_group(one_cycle_curve(div, div_final, pct_start), self.lrs)}
-        if moms is not None: scheds['mom'] = one_cycle_moms(moms, pct_start)
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds), *listify(cbs)], **kwargs)
+# %% ../nbs/35_learner.ipynb #1ecb1f21
+def _check_accum(k, what: str = 'accum_steps') -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise FitlamError(f'{what}={k!r}: expected a whole number of batches per optimizer step, >= 1 (1: no accumulation)')
+    return int(k)
 
-    def fit_stlr(self, n_epoch: int, lr=None, lr_factor: float | None = None, cut_frac: float = 0.1, ratio: float = 32.,
-                 cbs=None, **kwargs):
-        "Train with slanted triangular LRs (ULMFiT eq. 3), each layer group's LR its own maximum times the same curve."
-        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
-        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
+def _float32(pred):
+    "`pred` with its float16/bfloat16 tensors in float32 (the loss in float32): a tensor, a tuple or list, or a dataclass of tensors (the LM's `DecoderInput`)."
+    if torch.is_tensor(pred): return pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred
+    if isinstance(pred, (tuple, list)):
+        out = [_float32(p) for p in pred]
+        return type(pred)(*out) if hasattr(pred, '_fields') else type(pred)(out)          # a NamedTuple takes its fields one by one
+    if dataclasses.is_dataclass(pred) and not isinstance(pred, type):
+        return dataclasses.replace(pred, **{f.name: _float32(getattr(pred, f.name)) for f in dataclasses.fields(pred) if f.init})
+    return pred
 
-    def fit_flat_cos(self, n_epoch: int, lr=None, lr_factor: float | None = None, div_final: float = 1e5, pct_start: float = 0.75,
-                     cbs=None, **kwargs):
-        "Train at each layer group's LR for `pct_start` of the fit, then anneal it along a cosine to 1/`div_final` of itself (fastai's `fit_flat_cos`)."
-        curve = flat_cos_curve(pct_start, div_final)
-        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
-        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+def _n_targets(yb) -> int: return yb.numel() if torch.is_tensor(yb) else len(yb)
 
-    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr=None, lr_factor: float | None = None, cycle_mult: int = 2, cbs=None, **kwargs):
-        "Train `n_cycles` cosine annealings of each layer group's LR to 0 with warm restarts, cycle i lasting `cycle_len * cycle_mult**i` epochs (fastai's `fit_sgdr`)."
-        refuse_fastai_args('fit_sgdr', kwargs, {'lr_max': 'the LRs are lr= (one float, or one per layer group; lr_factor= spreads one)'})
-        curve = sgdr_curve(n_cycles, cycle_len, cycle_mult)
-        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
-        self.fit(sgdr_epochs(n_cycles, cycle_len, cycle_mult), cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+def _grads(opt: torch.optim.Optimizer) -> list[torch.Tensor]: return [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
 
+SKIPS_IN_A_ROW = 10      # fp16: this many overflows in a row (loss scale / 1024) is not the scaler settling but a model out of float16's range
+
+# %% ../nbs/35_learner.ipynb #0fb147d5
+class Stepper:
+    "Turn training losses into optimizer steps: autocast in bfloat16 or float16, fp16's loss scaling (a `torch.amp.GradScaler`), gradient accumulation over `accum_steps` batches."
+    def __init__(self, device: torch.device, bf16: bool = False, fp16: bool = False, accum_steps: int = 1):
+        self.device, self.bf16, self.scaler, self.accum_steps = device, False, None, _check_accum(accum_steps)
+        self.set_precision(bf16, fp16)
+        self.start(1, [])
+
+    fp16 = property(lambda self: self.scaler is not None, doc='Whether the forward pass runs in float16, with loss scaling.')
+    def set_accum(self, k: int): self.accum_steps = _check_accum(k)
+
+    def set_precision(self, bf16: bool, fp16: bool, **scaler_kwargs):
+        "Autocast in bfloat16 (`bf16`) or float16 with a `GradScaler(**scaler_kwargs)` (`fp16`), or neither (float32); a new scaler only if fp16 was off or `scaler_kwargs` are given."
+        if bf16 and fp16: raise FitlamError('bf16=True and fp16=True: choose one half precision (bf16 needs no loss scaling; fp16 scales '
+                                            'the loss against float16 underflow); learn.to_fp32() turns both off')
+        self.bf16 = bool(bf16)
+        if not fp16: self.scaler = None
+        elif self.scaler is None or scaler_kwargs: self.scaler = torch.amp.GradScaler(self.device.type, **scaler_kwargs)
+
+    def autocast(self):
+        "The autocast block of the forward pass (off in float32)."
+        return torch.autocast(self.device.type, dtype=torch.float16 if self.fp16 else torch.bfloat16, enabled=self.bf16 or self.fp16)
+    def float32(self, pred): return _float32(pred) if self.bf16 or self.fp16 else pred      # under autocast, the loss in float32
+
+    def start(self, k: int, epoch_iters: list[int]):
+        "Begin a fit of `epoch_iters` batches per epoch that steps every `k` batches and after each epoch's last batch."
+        self.k, self.epoch_steps = _check_accum(k), [math.ceil(n / k) for n in epoch_iters]
+        self.total, self.done, self.skipped, self.run, self.wsum, self.stepping, self.overflow = max(1, sum(self.epoch_steps)), 0, 0, 0, 0., True, False
+
+    def new_batch(self, i: int, n_iter: int, yb) -> float:
+        "Before training batch `i` of `n_iter`: whether it ends its group (steps), its weight in the group; return the fit's position, the optimizer steps before this batch's."
+        self.stepping = (i + 1) % self.k == 0 or i + 1 == n_iter
+        if self.k > 1 and yb is not None:
+            n = _n_targets(yb)            # the whole batch's (under DDP this rank's part is cut from it later)
+            if i % self.k == 0: self.ref = n
+            self.weight = n / self.ref
+        return self.done / self.total
+
+    def end_batch(self):
+        "After a training batch, however it ended: count its group's step (the position schedules read)."
+        if self.stepping: self.done += 1
+
+    def no_sync(self, learn):
+        "DDP's `no_sync` over a training batch that does not step: its gradients stay on this rank and add to the next batch's."
+        sync = learn.training and not self.stepping and hasattr(learn.model, 'no_sync')
+        return learn.model.no_sync() if sync else contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer):
+        "Back-propagate `loss` (scaled: fp16's loss scale, and 1/k times the batch's weight); on a group's last batch, make the gradients the group's mean, unscaled."
+        if self.k > 1: loss = loss * (self.weight / self.k)
+        (self.scaler.scale(loss) if self.fp16 else loss).backward()
+        if self.k > 1: self.wsum += self.weight
+        if not self.stepping: return
+        if self.fp16: self.scaler.unscale_(opt)
+        self.overflow = self.fp16 and not _grads_finite(opt)
+        if self.overflow: self._skip()
+        elif self.k > 1 and self.wsum != self.k: torch._foreach_mul_(_grads(opt), self.k / self.wsum)   # a short or uneven group
+
+    def step(self, opt: torch.optim.Optimizer):
+        "Step `opt` (through the scaler under fp16) at the end of a group."
+        if self.fp16: self.scaler.step(opt); self.scaler.update()
+        else: opt.step()
+        self.wsum, self.run = 0., 0
+
+    def _skip(self):
+        "Skip an fp16 step whose gradients overflowed: the scaler lowers its scale."
+        self.scaler.update()
+        self.wsum, self.skipped, self.run = 0., self.skipped + 1, self.run + 1
+        if self.run == SKIPS_IN_A_ROW:
+            warnings.warn(f'fp16: the last {self.run} optimizer steps were skipped, their gradients infinite or nan at every loss scale down '
+                          f'to {self.scaler.get_scale():g}: the model leaves float16\'s range (or diverges); train in float32 (learn.to_fp32()) '
+                          'or bfloat16 (bf16=True), or lower the learning rate', RuntimeWarning, stacklevel=2)
+
+    def state_dict(self) -> dict:
+        "What a training checkpoint keeps: the skipped steps, and the scaler's state (its scale and growth count) under fp16."
+        return {'skipped': self.skipped, **({'scaler': self.scaler.state_dict()} if self.fp16 else {})}
+
+    def load_state_dict(self, state: dict):
+        "Restore what `state_dict` returned (the scaler's state only into an fp16 learner)."
+        self.skipped = int(state.get('skipped', 0))
+        if self.fp16 and 'scaler' in state: self.scaler.load_state_dict(state['scaler'])
+
+class GradientAccumulation(Callback):
+    "fastai's name: step once `n_acc` samples (`n_acc // bs` batches of the training loader) have added up their gradients; in a learner's or a fit's callbacks, the same as `accum_steps=n_acc // bs`."
+    def __init__(self, n_acc: int = 32): self.n_acc = _check_accum(n_acc, 'GradientAccumulation: n_acc')
+    def steps(self, dl) -> int:
+        "The batches per step for the loader `dl`: `n_acc` over its batch size, refused where it does not divide."
+        bs = getattr(dl, 'bs', None)
+        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)):
+            raise FitlamError(f'GradientAccumulation(n_acc={self.n_acc}): the training loader ({type(dl).__name__}) has no batch size .bs '
+                              'to count samples in batches; pass accum_steps= (batches per optimizer step) instead')
+        if self.n_acc % bs:
+            k = max(1, round(self.n_acc / bs))
+            raise FitlamError(f'GradientAccumulation(n_acc={self.n_acc}): not a multiple of the batch size {bs}; fitlam steps after whole '
+                              f'batches, each group the exact mean of its samples: pass n_acc={k * bs} (or accum_steps={k})')
+        return self.n_acc // bs
+
+def _fit_accum_steps(learn, accum_steps: int | None) -> int:
+    "A fit's batches per optimizer step: `accum_steps`, a `GradientAccumulation` among the callbacks (the fit's are added by now), else `learn.accum_steps`; refused where they disagree."
+    asked = {cb.steps(learn.data.train_dl) for cb in learn.cbs.of_type(GradientAccumulation)} | ({_check_accum(accum_steps)} if accum_steps is not None else set())
+    if len(asked) > 1: raise FitlamError(f'fit: accum_steps={accum_steps} and the GradientAccumulation callbacks ask for {sorted(asked)} batches per optimizer step; give one')
+    return asked.pop() if asked else learn.accum_steps
 
 # %% ../nbs/35_learner.ipynb #63f89d11
-class Learner(_ScheduledFits):
+class Learner(ScheduledFits):
     "Train `model` on `data` (with `.train_dl`, `.valid_dl`) to minimise `loss_func(pred, yb)`, calling callbacks at each event."
     def __init__(self, data, model: nn.Module, loss_func: Callable, opt_func: Callable = adam, lr=1e-3,
                  lr_factor: float | None = None, splitter: Callable | None = None, cbs=None, metrics=None,
                  wd: float = 0.01, wd_bn_bias: bool = False, train_bn: bool = True, path='.',
-                 model_dir='models', device=None, bf16: bool = False, progress: bool = True,
-                 trim_heap_s: float | None = 1.):
+                 model_dir='models', device=None, bf16: bool = False, fp16: bool = False, accum_steps: int = 1,
+                 progress: bool = True, trim_heap_s: float | None = 1.):
         if not (hasattr(data, 'train_dl') and hasattr(data, 'valid_dl')):
             raise FitlamError(f'data: expected an object with .train_dl and .valid_dl, got {type(data).__name__}')
         if not callable(loss_func): raise FitlamError(f'loss_func: expected a function (pred, yb) -> loss, got {loss_func!r}')
-        self.data, self.loss_func, self.path, self.model_dir, self.bf16 = data, loss_func, Path(path), Path(model_dir), bf16
+        self.data, self.loss_func, self.path, self.model_dir = data, loss_func, Path(path), Path(model_dir)
         self.device = _device(device) if device is not None else default_device()
+        self.steps = Stepper(self.device, bf16, fp16, accum_steps)
         self.model = model.to(self.device)
         self.groups = ParamGroups(self.model, opt_func, lr, lr_factor, splitter, wd, wd_bn_bias, train_bn)
         self.metrics = [as_metric(m) for m in listify(metrics)]
@@ -173,6 +267,14 @@ class Learner(_ScheduledFits):
     def summary(self) -> pd.DataFrame: return self.groups.summary()
     dls = property(lambda self: self.data, doc="fastai's name for `data`.")
 
+    # -- precision and gradient accumulation: `self.steps` (a Stepper) --------------------------------
+    bf16 = property(lambda self: self.steps.bf16, lambda self, v: self.steps.set_precision(v, self.fp16), doc='Whether the forward pass runs in bfloat16.')
+    fp16 = property(lambda self: self.steps.fp16, doc='Whether the forward pass runs in float16, with loss scaling (`to_fp16`).')
+    accum_steps = property(lambda self: self.steps.accum_steps, lambda self, k: self.steps.set_accum(k), doc='The batches per optimizer step.')
+    fp16_skipped = property(lambda self: self.steps.skipped, doc="The optimizer steps of the last fit skipped for fp16's overflowed gradients.")
+    def to_fp16(self, **scaler_kwargs) -> Learner: self.steps.set_precision(self.bf16, True, **scaler_kwargs); return self
+    def to_fp32(self) -> Learner: self.steps.set_precision(False, False); return self
+
     # -- callbacks: `self.cbs` (a CallbackList) ---------------------------------------------------------
     def add_cb(self, cb: Callback): self.cbs.add(cb)
     def add_cbs(self, cbs):
@@ -197,26 +299,26 @@ class Learner(_ScheduledFits):
         self(f'after_{level}')
 
     def _do_batch(self):
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            self.pred = self.model(self.xb)
-        if self.bf16: self.pred = self.pred.float()       # the loss in float32
-        self('after_pred')
-        if self.yb is None: return
-        self.loss_grad = self.loss_func(self.pred, self.yb)
-        self.loss = self.loss_grad.detach()
-        self('after_loss')
-        if not self.training: return
-        self('before_backward'); self.loss_grad.backward(); self('after_backward')
-        self('before_step'); self.opt.step(); self('after_step')
+        with self.steps.no_sync(self):                      # DDP: a batch that does not step keeps its gradients on this rank
+            with self.steps.autocast(): self.pred = self.model(self.xb)
+            self.pred = self.steps.float32(self.pred); self('after_pred')          # the loss in float32
+            if self.yb is None: return
+            self.loss_grad = self.loss_func(self.pred, self.yb)
+            self.loss = self.loss_grad.detach()
+            self('after_loss')
+            if not self.training: return
+            self('before_backward'); self.steps.backward(self.loss_grad, self.opt); self('after_backward')
+        if not self.steps.stepping: return                  # gradient accumulation: the next batches' gradients add to these
+        if not self.steps.overflow: self('before_step'); self.steps.step(self.opt); self('after_step')    # fp16's overflow: no step
         self.opt.zero_grad(set_to_none=True)
 
     def _one_batch(self, i: int, batch):
         self.iter, self.pred, self.loss, self.loss_grad = i, None, None, None
-        if self.training: self.pct_train = self.train_iter / self.total_iter
         self.xb, self.yb = _split_batch(batch, self.device, self.dl)
+        if self.training: self.pct_train = self.steps.new_batch(i, self.n_iter, self.yb)    # optimizer steps done / in the fit
         try: self._with_events(self._do_batch, 'batch', CancelBatchException)
         finally:
-            if self.training: self.train_iter += 1     # also when a cancel of an outer level ends the batch
+            if self.training: self.train_iter += 1; self.steps.end_batch()     # also when a cancel of an outer level ends the batch
 
     def _all_batches(self):
         for i, batch in enumerate(self.dl): self._one_batch(i, batch)
@@ -243,12 +345,11 @@ class Learner(_ScheduledFits):
             self.epochs_done = self.epoch_base + epoch + 1    # its loader epoch is used: a fit cancelled in it (EarlyStopping) moves on too
             self._with_events(lambda: (self._do_train(), self._do_validate()), 'epoch', CancelEpochException)
 
-    def _end_cleanup(self):
-        self.training, self.dl, self.xb, self.yb, self.pred, self.loss, self.loss_grad = False, None, None, None, None, None, None
+    def _end_cleanup(self): self.training, self.dl, self.xb, self.yb, self.pred, self.loss, self.loss_grad = False, None, None, None, None, None, None
 
     def fit(self, n_epoch: int, lr=None, lr_factor: float | None = None, wd: float | None = None, cbs=None,
-            checkpoint=None, resume=None):
-        "Train for `n_epoch` epochs at constant LRs; write a training checkpoint after each epoch to `checkpoint`; continue a killed fit from `resume`."
+            checkpoint=None, resume=None, accum_steps: int | None = None):
+        "Train for `n_epoch` epochs at constant LRs, a step every `accum_steps` batches (default: `learn.accum_steps`); write a training checkpoint after each epoch to `checkpoint`; continue a killed fit from `resume`."
         n_epoch = _check_epochs(n_epoch)
         if self.data.train_dl is None:
             raise FitlamError('fit: this learner has no training data (a learner from load_learner predicts only); build a data bunch and a learner to train')
@@ -256,15 +357,7 @@ class Learner(_ScheduledFits):
         cbs = listify(cbs) + ([Checkpoint(checkpoint, resume)] if checkpoint is not None or resume is not None else [])
         with self.added_cbs(cbs):
             try:
-                self.n_epoch, self.start_epoch, self.epoch, self.train_iter = n_epoch, 0, 0, 0
-                self.epoch_base = self.epochs_done
-                self.epoch_iters = _epoch_iters(self.data.train_dl, n_epoch, self.epoch_base)
-                self.total_iter = max(1, sum(self.epoch_iters))
-                set_hyper(self.opt, 'lr', self.lrs)
-                set_hyper(self.opt, 'wd', self.wd if wd is None else _check_lr(wd, 'wd'))
-                hypers = [{k: v for k, v in g.items() if k != 'params'} for g in self.opt.param_groups]
-                self.fit_recipe = fit_recipe(self, n_epoch, cbs, wd)        # what a resume must match
-                self.opt.zero_grad(set_to_none=True)
+                hypers = _start_fit(self, n_epoch, wd, cbs, accum_steps)
                 try: self._with_events(self._do_fit, 'fit', CancelFitException)
                 except BaseException:    # killed or failed: after_fit did not run, so undo what schedulers set (momentum...)
                     for g, h in zip(self.opt.param_groups, hypers): g.update(h)
@@ -274,9 +367,9 @@ class Learner(_ScheduledFits):
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr=None, *, stage_epochs: int | Sequence[int] = 1, lr_factor: float = 2.6,
                   stages: Sequence[int] | None = None, min_steps: int = 0, keep_best: bool | str = False, schedule: Callable | None = None,
                   cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
-        "Fine-tune in stages (gradual unfreezing): stage i trains the last `stages[i]` layer groups with discriminative LRs on its own schedule (STLR), the last stage (everything) for `epochs` epochs and each stage before it for `stage_epochs`, at least `min_steps` batches each; `keep_best`: end on the best epoch's weights (`fit_stages`); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
-        return fit_stages(self, unfreezing_stages(self, epochs, stage_epochs, lr, lr_factor, stages, min_steps), schedule or Learner.fit_stlr,
-                          cbs, verbose, checkpoint, resume, kwargs, keep_best)
+        "Fine-tune in stages (gradual unfreezing): stage i trains the last `stages[i]` layer groups with discriminative LRs on its own schedule (STLR), the last stage (everything) for `epochs` epochs and each stage before it for `stage_epochs`, at least `min_steps` optimizer steps each; `keep_best`: end on the best epoch's weights (`fit_stages`); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+        stages = unfreezing_stages(self, epochs, stage_epochs, lr, lr_factor, stages, min_steps, kwargs.get('accum_steps'))
+        return fit_stages(self, stages, schedule or Learner.fit_stlr, cbs, verbose, checkpoint, resume, kwargs, keep_best)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10., num_it: int = 100, stop_div: bool = True,
                 suggest: Sequence[Callable] = (valley, steep), suggest_funcs: Sequence[Callable] | None = None) -> LRFindResult:
@@ -324,15 +417,15 @@ class Learner(_ScheduledFits):
     def _meta(self) -> dict: return {}    # what `save`/`save_checkpoint` record beside the weights for `load` to compare (text: the vocab)
 
 # %% ../nbs/35_learner.ipynb #ca4dfb27
-def unfreezing_stages(learn: Learner, epochs, stage_epochs, lr, lr_factor, stages, min_steps: int = 0) -> list[tuple]:
-    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs, the last stage for `epochs` epochs (or `epochs[i]` from a list, one per stage) and the earlier ones for `stage_epochs`, each for at least `min_steps` batches."
+def unfreezing_stages(learn: Learner, epochs, stage_epochs, lr, lr_factor, stages, min_steps: int = 0, accum_steps: int | None = None) -> list[tuple]:
+    "Gradual unfreezing's stages `(name, k, n_epoch, lrs)`: stage i trains the last `stages[i]` layer groups (default: one more each time) at discriminative LRs, the last stage for `epochs` epochs (or `epochs[i]` from a list, one per stage) and the earlier ones for `stage_epochs`, each for at least `min_steps` optimizer steps (of `accum_steps` batches, default `learn.accum_steps`)."
     n = len(learn.layer_groups)
     stages = list(range(1, n + 1)) if stages is None else list(stages)
     if not stages or any(not 1 <= k <= n for k in stages): raise FitlamError(f'stages={stages}: each must be between 1 and {n} (the layer groups)')
     epochs = _stage_epochs(epochs, stage_epochs, len(stages))
     if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or min_steps < 0:
         raise FitlamError(f'min_steps={min_steps!r}: expected a whole number of batches (optimizer steps) per stage, >= 0')
-    if min_steps: epochs = [max(e, math.ceil(min_steps / max(1, len(learn.data.train_dl)))) for e in epochs]
+    if min_steps: epochs = [max(e, math.ceil(min_steps / max(1, math.ceil(len(learn.data.train_dl) / (accum_steps or learn.accum_steps))))) for e in epochs]
     top_lrs = list(lr) if isinstance(lr, (list, tuple)) else [learn.lrs[-1] if lr is None else lr] * len(stages)
     if not len(epochs) == len(top_lrs) == len(stages):
         raise FitlamError(f'fine_tune: {len(stages)} stages but {len(epochs)} epoch counts and {len(top_lrs)} LRs')
@@ -406,16 +499,31 @@ def _flushed_denormals():
     try: yield
     finally: torch.set_flush_denormal(False)        # PyTorch's default (it offers no way to read the setting)
 
+def _start_fit(learn: Learner, n_epoch: int, wd, cbs, accum_steps) -> list[dict]:
+    "Set `learn` at the start of a fit (position, batches and optimizer steps per epoch, LRs, weight decay, the recipe a resume must match); return the optimizer's hypers to put back if it fails."
+    learn.n_epoch, learn.start_epoch, learn.epoch, learn.train_iter = n_epoch, 0, 0, 0
+    learn.epoch_base = learn.epochs_done
+    learn.epoch_iters = _epoch_iters(learn.data.train_dl, n_epoch, learn.epoch_base)
+    learn.total_iter = max(1, sum(learn.epoch_iters))
+    learn.steps.start(_fit_accum_steps(learn, accum_steps), learn.epoch_iters)
+    set_hyper(learn.opt, 'lr', learn.lrs)
+    set_hyper(learn.opt, 'wd', learn.wd if wd is None else _check_lr(wd, 'wd'))
+    hypers = [{k: v for k, v in g.items() if k != 'params'} for g in learn.opt.param_groups]
+    learn.fit_recipe = fit_recipe(learn, n_epoch, cbs, wd)
+    learn.opt.zero_grad(set_to_none=True)
+    return hypers
+
 @contextmanager
 def _restored(learn: Learner):
-    "Put back the weights, optimizer, RNGs, recorder, LRs, training mode and epoch count at the end of the block."
+    "Put back the weights, optimizer, RNGs, recorder, LRs, training mode, epoch count and fp16's loss scale at the end of the block."
     saved = dict(model=_cpu_copy(learn.model.state_dict()), opt=_cpu_copy(learn.opt.state_dict()), rng=get_rng_states(),
-                 recorder=learn.recorder.state_dict(), lrs=list(learn.lrs), training=learn.model.training, epochs_done=learn.epochs_done)
+                 recorder=learn.recorder.state_dict(), lrs=list(learn.lrs), training=learn.model.training, epochs_done=learn.epochs_done,
+                 steps=_cpu_copy(learn.steps.state_dict()))
     try: yield
     finally:
         learn.model.load_state_dict(saved['model']); learn.opt.load_state_dict(saved['opt'])
         set_rng_states(saved['rng']); learn.recorder.load_state_dict(saved['recorder']); learn.set_lrs(saved['lrs'])
-        learn.model.train(saved['training']); learn.epochs_done = saved['epochs_done']
+        learn.model.train(saved['training']); learn.epochs_done = saved['epochs_done']; learn.steps.load_state_dict(saved['steps'])
 
 def _split_batch(batch, device, dl):
     "`(xb, yb)` on `device` from a batch `(xb, yb)` or `xb` alone (`yb` None: no loss)."

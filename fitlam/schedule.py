@@ -11,14 +11,14 @@ from typing import Callable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .core import FitlamError
+from .core import FitlamError, listify, refuse_fastai_args
 from .callback import Callback, CancelFitException, CancelValidateException, get_hyper, set_hyper
 from .metrics import figure_axes
 
 # %% auto #0
 __all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'combine_scheds', 'stlr_curve', 'one_cycle_curve', 'one_cycle_moms',
-           'flat_cos_curve', 'sgdr_epochs', 'sgdr_curve', 'per_group', 'ParamScheduler', 'GradualUnfreezing', 'valley',
-           'steep', 'minimum', 'slide', 'LRFinder', 'LRFindResult']
+           'flat_cos_curve', 'sgdr_epochs', 'sgdr_curve', 'per_group', 'ParamScheduler', 'GradualUnfreezing',
+           'ScheduledFits', 'valley', 'steep', 'minimum', 'slide', 'LRFinder', 'LRFindResult']
 
 # %% ../nbs/32_schedule.ipynb #96ec20ab
 def sched_lin(start: float, end: float) -> Callable[[float], float]:
@@ -130,6 +130,38 @@ class GradualUnfreezing(Callback):
         k = self.start + self.learn.epoch // self.every
         if k >= len(self.learn.layer_groups): self.learn.unfreeze()
         else: self.learn.freeze_to(-k)
+
+# %% ../nbs/32_schedule.ipynb #23cb7d74
+class ScheduledFits:
+    "The fits `Learner` inherits, each a `fit` with a `ParamScheduler`: fastai's one-cycle, ULMFiT's STLR, flat-then-cosine and SGDR."
+    def fit_one_cycle(self, n_epoch: int, lr=None, lr_factor: float | None = None, div: float = 25., div_final: float = 1e5,
+                      pct_start: float = 0.25, moms: Sequence[float] | None = (0.95, 0.85, 0.95), cbs=None, **kwargs):
+        "Train with fastai's one-cycle policy: LR warm-up and cosine annealing per layer group, momentum the other way."
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        scheds = {'lr': per_group(one_cycle_curve(div, div_final, pct_start), self.lrs)}
+        if moms is not None: scheds['mom'] = one_cycle_moms(moms, pct_start)
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds), *listify(cbs)], **kwargs)
+
+    def fit_stlr(self, n_epoch: int, lr=None, lr_factor: float | None = None, cut_frac: float = 0.1, ratio: float = 32.,
+                 cbs=None, **kwargs):
+        "Train with slanted triangular LRs (ULMFiT eq. 3), each layer group's LR its own maximum times the same curve."
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(stlr_curve(cut_frac, ratio), self.lrs)}), *listify(cbs)], **kwargs)
+
+    def fit_flat_cos(self, n_epoch: int, lr=None, lr_factor: float | None = None, div_final: float = 1e5, pct_start: float = 0.75,
+                     cbs=None, **kwargs):
+        "Train at each layer group's LR for `pct_start` of the fit, then anneal it along a cosine to 1/`div_final` of itself (fastai's `fit_flat_cos`)."
+        curve = flat_cos_curve(pct_start, div_final)
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(n_epoch, cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr=None, lr_factor: float | None = None, cycle_mult: int = 2, cbs=None, **kwargs):
+        "Train `n_cycles` cosine annealings of each layer group's LR to 0 with warm restarts, cycle i lasting `cycle_len * cycle_mult**i` epochs (fastai's `fit_sgdr`)."
+        refuse_fastai_args('fit_sgdr', kwargs, {'lr_max': 'the LRs are lr= (one float, or one per layer group; lr_factor= spreads one)'})
+        curve = sgdr_curve(n_cycles, cycle_len, cycle_mult)
+        if lr is not None or lr_factor is not None: self.set_lrs(self.lrs[-1] if lr is None else lr, lr_factor)
+        self.fit(sgdr_epochs(n_cycles, cycle_len, cycle_mult), cbs=[ParamScheduler({'lr': per_group(curve, self.lrs)}), *listify(cbs)], **kwargs)
+
 
 # %% ../nbs/32_schedule.ipynb #c7284f5e
 def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:

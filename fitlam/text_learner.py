@@ -137,10 +137,9 @@ class TextLearner(Learner):
         return self
 
     def to_fp32(self) -> TextLearner:
-        "Predict and train in float32 again: undo `to_int8` and `bf16`."
+        "Predict and train in float32 again: undo `to_int8`, `bf16` and `to_fp16`."
         self.model.encoder.set_int8(False)
-        self.bf16 = False
-        return self
+        return super().to_fp32()
 
     def _check_trainable(self, what: str):
         if self.int8: raise FitlamError(f'{what}: this learner runs its LSTMs in int8 (to_int8, load_learner(..., int8=True)), '
