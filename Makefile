@@ -44,8 +44,10 @@ test: install
 	$(NUMERICS) $(BIN)/python -m pytest tests/test_models.py tests/test_learner.py -q -p no:cacheprovider
 	$(BIN)/python -m pytest tests/ -q
 
+# the notebooks' slow cells, and fitlam installed beside fastai 2.8 from the registry (tests/test_with_fastai.py, minutes)
 test-slow: install
 	$(BIN)/nbdev_test --n_workers 1 --flags slow
+	FITLAM_TEST_FASTAI=1 $(BIN)/python -m pytest tests/test_with_fastai.py -q -p no:cacheprovider
 
 demo: install
 	$(BIN)/fitlam demo --force

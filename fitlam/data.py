@@ -303,7 +303,7 @@ _FASTAI_DATA = dict(
     tok_tfm='pass tokenizer= (a fitlam Tokenizer)', csv_fname="pass the CSV file's path first: from_csv(path/'train.csv', ...)",
     y_block='name the label column(s) with label_col= (several columns, or label_delim=, make it multi-label)',
     dl_type='the data bunch chooses its loaders (LMLoader, ClasLoader)')
-_FASTAI_SHOW = dict(max_n='pass n= (the number of rows)', show='show_batch returns a DataFrame, which Jupyter displays')
+_FASTAI_SHOW = dict(show='show_batch returns a DataFrame, which Jupyter displays')
 
 def _check_csv_file(path, text_col, where: str):
     "Refuse a folder where `from_csv` takes the CSV file (fastai's `from_csv(path, 'train.csv')`)."
@@ -408,7 +408,7 @@ class TextLMDataBunch(_Bunch):
 
     def show_batch(self, n: int = 4, max_tokens: int = 40, **kwargs) -> pd.DataFrame:
         "The first `n` rows of a training batch, decoded: what the model reads and what it must predict."
-        refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)
+        n = kwargs.pop('max_n', n); refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)       # fastai's max_n is n
         xb, yb = next(iter(self.train_dl))
         return TextFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]],
                              'target': [self._decode(y, max_tokens) for y in yb[:n]]})
@@ -533,7 +533,7 @@ class TextClasDataBunch(_Bunch):
 
     def show_batch(self, n: int = 4, max_tokens: int = 40, **kwargs) -> pd.DataFrame:
         "The first `n` documents of a training batch, decoded, with their labels."
-        refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)
+        n = kwargs.pop('max_n', n); refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)       # fastai's max_n is n
         xb, yb = next(iter(self.train_dl))
         return TextFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], 'label': _label_names(yb[:n], self.classes, self.multi_label)})
 
