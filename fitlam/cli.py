@@ -208,6 +208,8 @@ def cmd_train_clas(args) -> dict:
     cols = [args.text_col, args.label_col]
     train = _read_csv(args.train, cols, args.encoding)
     valid = _read_csv(args.valid, cols, args.encoding) if args.valid else None    # none: --valid-pct of the training rows
+    for f, d in ((args.train, train), (args.valid, valid)):                     # numbers, each finite: an error naming the file
+        if args.regression and d is not None: encode_targets(d[[args.label_col]], str(f), [args.label_col])
     vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,

@@ -172,4 +172,4 @@ def test_cli_round_trip(tmp_path, capsys):
     pd.DataFrame({'text': ['a great match'], 'label': ['x']}).to_csv(tmp_path/'words.csv', index=False)
     with pytest.raises(SystemExit):
         main(['train-clas', '--train', str(tmp_path/'words.csv'), '--regression', '--encoder', str(enc), '--out', str(tmp_path/'bad')])
-    assert "train-clas: error: df column 'label': ['x'] in rows [0]" in capsys.readouterr().err
+    assert "train-clas: error: " + str(tmp_path/'words.csv') + " column 'label': ['x'] in rows [0]" in capsys.readouterr().err
