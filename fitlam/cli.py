@@ -16,7 +16,7 @@ import torch
 from . import __version__
 from .callback import Callback
 from .core import FitlamError, atomic_write, is_stream, num_threads, set_seed
-from .vocab import Vocab, encode_targets
+from .vocab import Vocab, _check_not_targets, encode_targets
 from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
@@ -208,8 +208,10 @@ def cmd_train_clas(args) -> dict:
     cols = [args.text_col, args.label_col]
     train = _read_csv(args.train, cols, args.encoding)
     valid = _read_csv(args.valid, cols, args.encoding) if args.valid else None    # none: --valid-pct of the training rows
+    if args.y_range and not args.regression: raise FitlamError('--y-range: the range of the numbers a regression predicts; pass --regression too')
     for f, d in ((args.train, train), (args.valid, valid)):                     # numbers, each finite: an error naming the file
         if args.regression and d is not None: encode_targets(d[[args.label_col]], str(f), [args.label_col])
+    if not args.regression: _check_not_targets(train[args.label_col].unique().tolist(), str(args.train), how='--regression')
     vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,

@@ -458,6 +458,7 @@ class TextClasDataBunch(_Bunch):
         "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`; `regression`: the labels are numbers to predict (one or several per text), `classes` their names."
         refuse_fastai_args(f'{cls.__name__}.from_sources', kwargs, _FASTAI_DATA)
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
+        if regression and label_delim is not None: raise FitlamError(f'label_delim={label_delim!r} splits labels into classes; a regression takes numbers')
         if regression: train_labels = encode_targets(train_labels, 'labels')    # float32 (n, n_targets)
         elif not isinstance(train_labels, np.ndarray):     # rows of the data, before any split (and before tokenizing)
             labels = _check_labels_present(pd.Series(train_labels).reset_index(drop=True), 'labels')

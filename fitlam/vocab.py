@@ -170,14 +170,14 @@ def _as_numbers(values) -> np.ndarray | None:
         except ValueError: return None
     return np.array(out)
 
-def _check_not_targets(classes: list, name: str, max_ids: int = 20):
+def _check_not_targets(classes: list, name: str, max_ids: int = 20, how: str = 'regression=True'):
     "Refuse training labels that are numbers to predict, not classes: non-integers, or more than `max_ids` integers that are not the ids 0..k-1 or 1..k."
     x = _as_numbers(classes)
     if x is None or len(x) < 2: return
     whole, k = bool((x == np.round(x)).all()), len(x)
     if whole and (k <= max_ids or np.array_equal(np.sort(x), np.arange(k)) or np.array_equal(np.sort(x), np.arange(1, k + 1))): return
     raise FitlamError(f'{name}: the labels are numbers ({k} distinct values from {x.min():g} to {x.max():g}, e.g. {", ".join(f"{v:g}" for v in x[:4])}), '
-                      f'which a classifier would make {k} classes of: to predict the number (fastai\'s RegressionBlock) pass regression=True; '
+                      f'which a classifier would make {k} classes of: to predict the number (fastai\'s RegressionBlock) pass {how}; '
                       'if they are class names, pass classes=[...] (the labels, in order) to say so')
 
 def encode_labels(values, classes: Sequence | None = None, label_delim: str | None = None,

@@ -74,6 +74,8 @@ def test_predict_returns_numbers(trained):
         ClassificationInterpretation.from_learner(learn)
     with pytest.raises(FitlamError, match='token_importance'): token_importance(learn, 'a great match')
     with pytest.raises(FitlamError, match='baseline: this learner is a regression'): learn.baseline()
+    from fitlam.baseline import baseline
+    with pytest.raises(FitlamError, match='baseline: a bag-of-words classifier'): baseline(learn.data)
     with pytest.raises(FitlamError, match='Ensemble: learner 0 is a regression'): Ensemble([learn])
 
 
@@ -143,6 +145,8 @@ def test_bad_targets_and_arguments_are_refused():
         TextClasDataBunch.from_df(df, label_col='score', valid_df=df.head(4).assign(score=[1, np.inf, 2, 3]), regression=True, progress=False)
     with pytest.raises(FitlamError, match=r"\['lots'\] in rows \[0\]"):
         TextClasDataBunch.from_texts(df.text, ['lots'] + df.score.tolist()[1:], regression=True, progress=False)
+    with pytest.raises(FitlamError, match="label_delim=';' splits labels into classes"):
+        TextClasDataBunch.from_df(df, label_col='score', regression=True, label_delim=';', progress=False)
     data = TextClasDataBunch.from_df(df, label_col='score', regression=True, bs=8, min_freq=1, progress=False)
     with pytest.raises(FitlamError, match='training target.s. lie outside it'): text_classifier_learner(data, TINY, y_range=(0, 4))
     with pytest.raises(FitlamError, match='y_range='): text_classifier_learner(data, TINY, y_range=(5, 0))
@@ -175,6 +179,13 @@ def test_cli_round_trip(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['train-clas', '--train', str(tmp_path/'words.csv'), '--regression', '--encoder', str(enc), '--out', str(tmp_path/'bad')])
     assert "train-clas: error: " + str(tmp_path/'words.csv') + " column 'label': ['x'] in rows [0]" in capsys.readouterr().err
+    df.assign(score=df.score + 0.5).to_csv(tmp_path/'floats.csv', index=False)
+    for extra, msg in (([], 'the labels are numbers (6 distinct values from 0.5 to 5.5'), (['--y-range', '0', '5'], '--y-range: ')):
+        with pytest.raises(SystemExit):
+            main(['train-clas', '--train', str(tmp_path/'floats.csv'), '--label-col', 'score', '--encoder', str(enc), '--out', str(tmp_path/'f'),
+                  *extra])
+        err = capsys.readouterr().err
+        assert msg in err and ('pass --regression' in err) and 'regression=True' not in err, err
 
 
 def test_ulmfit_regression(tmp_path):
