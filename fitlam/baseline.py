@@ -56,6 +56,7 @@ def baseline(data, C: float | Sequence[float] = (0.3, 1., 3., 10., 30.), ngrams:
     if tr is None or va is None or not hasattr(tr, 'labels'):
         raise FitlamError(f'baseline: expected a classifier data bunch with training and validation data, got {type(data).__name__}')
     if getattr(data, 'multi_label', False): raise FitlamError('baseline: single-label data only (this data bunch is multi-label)')
+    if getattr(data, 'regression', False): raise FitlamError('baseline: a bag-of-words classifier, and this data bunch is a regression (numbers to predict)')
     y_tr, y_va = np.asarray(tr.labels), np.asarray(va.labels)
     if len(np.unique(y_tr)) < 2: raise FitlamError('baseline: the training split has one class; a classifier needs two or more')
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import torch
 from . import __version__
 from .callback import Callback
 from .core import FitlamError, atomic_write, is_stream, num_threads, set_seed
-from .vocab import Vocab
+from .vocab import Vocab, _check_not_targets, encode_targets
 from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
@@ -26,6 +26,7 @@ from .checkpoint import load_file
 from .text_learner import (ClassifierLearner, ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
                                  pretrain_lm, text_classifier_learner, ulmfit, _checkpoint_file)
 from .interpret import ClassificationInterpretation
+from .metrics import figure_axes
 from .baseline import baseline
 
 # %% auto #0
@@ -90,8 +91,9 @@ def _claim(args, targets: Sequence[Path], resume=None) -> list[Path]:
     return list(targets)
 
 def _out_files(args, out: Path) -> list[Path]:
-    "The files a training command writes into `out`."
-    return [out/n for n in _WRITES[args.command] + ['report.json', 'loss.png']] + ([_ckpt(args, out)] if hasattr(args, 'resume') else [])
+    "The files a training command writes into `out` (a regression: a scatter plot, not a confusion matrix)."
+    names = [('scatter.png' if getattr(args, 'regression', False) and n == 'confusion.png' else n) for n in _WRITES[args.command]]
+    return [out/n for n in names + ['report.json', 'loss.png']] + ([_ckpt(args, out)] if hasattr(args, 'resume') else [])
 
 def _check_space(out: Path, model: torch.nn.Module, copies: int = 6):
     "Refuse to start training where `out`'s disk cannot hold `copies` times the weights (a checkpoint holds them and Adam's two moments; the LM, encoder or export one more each)."
@@ -206,18 +208,24 @@ def cmd_train_clas(args) -> dict:
     cols = [args.text_col, args.label_col]
     train = _read_csv(args.train, cols, args.encoding)
     valid = _read_csv(args.valid, cols, args.encoding) if args.valid else None    # none: --valid-pct of the training rows
+    if args.y_range and not args.regression: raise FitlamError('--y-range: the range of the numbers a regression predicts; pass --regression too')
+    for f, d in ((args.train, train), (args.valid, valid)):                     # numbers, each finite: an error naming the file
+        if args.regression and d is not None: encode_targets(d[[args.label_col]], str(f), [args.label_col])
+    if not args.regression: _check_not_targets(train[args.label_col].unique().tolist(), str(args.train), how='--regression')
     vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,
-                                     valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet)
+                                     valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet,
+                                     regression=args.regression)
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, y_range=args.y_range and tuple(args.y_range))
     _check_space(out, learn.model)
     learn.fine_tune(args.epochs, stage_epochs=args.stage_epochs, lr=args.lr, lr_factor=args.lr_factor, checkpoint=_ckpt(args, out),
                     resume=args.resume)
     model = learn.export()                                     # out/export.pth, the library's default name
     _ckpt(args, out).unlink(missing_ok=True)
     metrics = learn.validate()
+    if args.regression: return _regression_report(args, learn, model, metrics, out, t0)
     print(f"valid accuracy {metrics['accuracy']:.4f}  error {1 - metrics['accuracy']:.4f}  ({len(data.valid_dl.docs)} texts); "
           f"exported the classifier to {model}")
     yardstick = _yardstick(data, 1 - metrics['accuracy'])
@@ -227,28 +235,53 @@ def cmd_train_clas(args) -> dict:
     _save_fig(ClassificationInterpretation.from_learner(learn).plot_confusion_matrix(), out/'confusion.png')   # after the report
     return report
 
+def _regression_report(args, learn, model: Path, metrics: dict, out: Path, t0: float) -> dict:
+    "`train-clas --regression`'s last lines, `report.json` (the validation metrics) and `scatter.png`."
+    vm = {k: v for k, v in metrics.items() if k != 'valid_loss'}
+    print(f"valid {'  '.join(f'{k} {v:.4f}' for k, v in vm.items())}  ({len(learn.data.valid_dl.docs)} texts); exported the regression model to {model}")
+    report = _write_report(out, 'train-clas', learn, model=str(model), encoder=str(args.encoder), regression=True, targets=list(learn.classes),
+                           y_range=args.y_range, valid_loss=metrics['valid_loss'], valid_metrics=vm, **{f'valid_{k}': v for k, v in vm.items()},
+                           wall_s=round(time.perf_counter() - t0, 1))
+    _save_fig(_scatter(*learn.get_preds(), learn.classes), out/'scatter.png')
+    return report
+
+def _scatter(preds, targs, names):
+    "Predicted against actual values, one panel per target, with the diagonal a perfect model would lie on."
+    fig, axs = figure_axes(1, len(names), figsize=(4 * len(names), 4))
+    for j, (ax, name) in enumerate(zip(axs[0], names)):
+        t, p = targs[:, j].numpy(), preds[:, j].numpy()
+        lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+        ax.plot([lo, hi], [lo, hi], color='grey', lw=1, ls='--'); ax.scatter(t, p, s=10, alpha=0.6)
+        ax.set(xlabel=f'actual {name}', ylabel=f'predicted {name}', title=f'{name}: {len(t)} validation texts')
+    return fig
+
 # %% ../nbs/50_cli.ipynb #bae43276
 def cmd_predict(args) -> pd.DataFrame:
-    "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier."
+    "Classify texts (`--text`, repeatable) or a CSV's text column with an exported classifier (a regression: their numbers)."
     to_stdout = args.out == '-'
     if args.out and not to_stdout and not is_stream(args.out):
         _check_out(Path(args.out).parent or '.', what=f'--out {args.out}: its folder')
         _claim(args, [Path(args.out)])
     learn = _load_classifier(args)
     df = pd.DataFrame({args.text_col: args.text}) if args.text else _read_csv(args.input, [args.text_col], args.encoding)
-    probs = learn.predict_proba(df[args.text_col].tolist())
-    out = df.assign(prediction=[learn.classes[i] for i in probs.argmax(1).tolist()], probability=probs.max(1).values.numpy())
+    if learn.regression:                                         # a column per target: `prediction`, or `prediction_<target>`
+        vals = learn._outputs(df[args.text_col].tolist(), None).numpy()
+        out = df.assign(**{'prediction' if len(learn.classes) == 1 else f'prediction_{c}': vals[:, j] for j, c in enumerate(learn.classes)})
+    else:
+        probs = learn.predict_proba(df[args.text_col].tolist())
+        out = df.assign(prediction=[learn.classes[i] for i in probs.argmax(1).tolist()], probability=probs.max(1).values.numpy())
     if to_stdout: out.to_csv(sys.stdout, index=False)
     elif args.out:
         with atomic_write(args.out, 'w') as f: out.to_csv(f, index=False)
         print(f'wrote {len(out)} predictions to {args.out}', file=sys.stderr if is_stream(args.out) else sys.stdout)
-    else: print(out[[args.text_col, 'prediction', 'probability']].to_string(index=False, max_colwidth=60))
+    else: print(out[[args.text_col, *out.columns[len(df.columns):]]].to_string(index=False, max_colwidth=60))
     return out
 
 # %% ../nbs/50_cli.ipynb #bfaa45cf
 def cmd_evaluate(args) -> dict:
     "Accuracy and error rate of an exported classifier on a labelled CSV."
     learn = _load_classifier(args)
+    if learn.regression: return _evaluate_regression(args, learn)
     df = _read_csv(args.data, [args.text_col, args.label_col], args.encoding)
     names = [str(c) for c in learn.classes]            # a CSV's labels are text; the model's classes may be ints
     unknown = sorted(set(df[args.label_col]) - set(names))
@@ -259,6 +292,19 @@ def cmd_evaluate(args) -> dict:
     res = dict(data=str(args.data), n=len(df), accuracy=round(acc, 6), error=round(1 - acc, 6))
     if args.json: print(json.dumps(res))
     else: print(f'{args.data}: {len(df)} texts\naccuracy  {acc:.4f}\nerror     {1 - acc:.4f}')
+    return res
+
+def _evaluate_regression(args, learn) -> dict:
+    "MSE, MAE and R² (over all targets) of an exported regression model on a CSV with its target column(s)."
+    cols = learn.data.label_cols
+    df = _read_csv(args.data, [args.text_col, *cols], args.encoding)
+    targs = torch.from_numpy(encode_targets(df[cols], str(args.data), cols))
+    preds = learn._outputs(df[args.text_col].tolist(), None)
+    r2 = 1 - float(((preds - targs) ** 2).sum() / ((targs - targs.mean(0)) ** 2).sum().clamp(min=1e-12))
+    res = dict(data=str(args.data), n=len(df), targets=list(cols), mse=round(float(((preds - targs) ** 2).mean()), 6),
+               mae=round(float((preds - targs).abs().mean()), 6), r2=round(r2, 6))
+    if args.json: print(json.dumps(res))
+    else: print(f"{args.data}: {len(df)} texts, target(s) {cols}\nmse  {res['mse']:.4f}\nmae  {res['mae']:.4f}\nR²   {r2:.4f}")
     return res
 
 # %% ../nbs/50_cli.ipynb #9856a19a
@@ -402,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--stage-epochs', type=int, default=1, help='epochs of each stage before the last (ULMFiT: 1)')
     p.add_argument('--lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--lr-factor', type=float, default=ULMFIT_LR_FACTOR)
     p.add_argument('--drop-mult', type=float, default=0.5)
+    p.add_argument('--regression', action='store_true', help="the labels are numbers to predict (fastai's RegressionBlock): MSE loss, a scatter plot")
+    p.add_argument('--y-range', type=float, nargs=2, metavar=('LO', 'HI'), default=None,
+                   help='with --regression: every prediction inside (LO, HI), a scaled sigmoid (fastai\'s y_range; default: none)')
     _add_encoding(p); _add_common(p, 'fitlam_clas'); _add_resume(p); p.set_defaults(func=cmd_train_clas)
 
     p = sub.add_parser('predict', help='classify texts with an exported classifier')

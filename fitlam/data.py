@@ -18,7 +18,7 @@ from .tokenizer import Tokenizer, join_fields
 from .corpus import (DocIds, TokenizedCorpus, ListSource, CSVSource, FileSource, as_source,
                            tokenize_corpus)
 from .csvio import check_columns, csv_header, read_csv
-from .vocab import Vocab, _check_labels_present, _check_two_classes, _label_names, _multi_hot, encode_labels
+from .vocab import Vocab, _check_labels_present, _check_two_classes, _label_names, _multi_hot, _check_classes, _check_not_targets, encode_labels, encode_targets
 
 # %% auto #0
 __all__ = ['LMLoader', 'ClasLoader', 'TextLMDataBunch', 'TextClasDataBunch']
@@ -256,13 +256,23 @@ def _check_texts_col(col: pd.Series, name: str):
 
 def _listify_cols(c) -> list[str]: return [c] if isinstance(c, (str, int)) else list(c)
 
-def _labels(df: pd.DataFrame, cols: list[str], name: str):
-    "The labels in `df`: a Series for one column, a float array of 0/1 for several (multi-label)."
+def _labels(df: pd.DataFrame, cols: list[str], name: str, regression: bool = False):
+    "The labels in `df`: a Series for one column, a float array of 0/1 for several (multi-label); `regression`: float32 targets `(n, len(cols))`."
     _check_cols(df, cols, 'label', name)
+    if regression: return encode_targets(df[cols].reset_index(drop=True), name, cols)
     if len(cols) == 1: return df[cols[0]].reset_index(drop=True)
     nan = df[cols].isna().any(axis=1).to_numpy()
     if nan.any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
     return _multi_hot(df[cols], f'{name}: label columns {cols}')
+
+def _regression_targets(ty, vy, names, va_rows=None) -> tuple[np.ndarray, np.ndarray, list]:
+    "Training and validation targets, float32 with as many columns each, and their `names` (default `label`, or `label_0`, `label_1`...); constant training targets refused."
+    vy, k = encode_targets(vy, 'valid labels', rows=va_rows), ty.shape[1]
+    if vy.shape[1] != k: raise FitlamError(f'valid labels: {vy.shape[1]} target(s) per text, the training labels have {k}')
+    names = _check_classes(names if names is not None else ['label'] if k == 1 else [f'label_{j}' for j in range(k)], 'classes')
+    if len(names) != k: raise FitlamError(f'classes: {len(names)} name(s) {names[:5]} for {k} regression target(s) per text')
+    if (ty == ty[:1]).all(): raise FitlamError(f'train labels: every training text has the target(s) {ty[0].tolist()}; a regression needs targets that vary')
+    return ty, vy, names
 
 # %% ../nbs/14_data.ipynb #3e389dfc
 def _new_docs(data, texts_or_df, with_labels: bool | None = False, encoding: str = 'utf-8') -> tuple[ListSource | CSVSource, np.ndarray | None]:
@@ -278,18 +288,20 @@ def _new_docs(data, texts_or_df, with_labels: bool | None = False, encoding: str
         cols = csv_header(texts_or_df, encoding) if csv and Path(texts_or_df).exists() else \
                list(texts_or_df.columns) if isinstance(texts_or_df, pd.DataFrame) else []
         with_labels = all(c in cols for c in data.label_cols)
-    labels = None
+    labels, ldf = None, None
     if isinstance(texts_or_df, pd.DataFrame):
         source = _df_texts(texts_or_df, data.text_cols, data.mark_fields, name)
-        if with_labels: labels = _labels(texts_or_df, data.label_cols, name)
+        if with_labels: ldf = texts_or_df
     elif csv:
         source = CSVSource(texts_or_df, data.text_cols, data.mark_fields, encoding=encoding)
-        if with_labels: labels = _labels(_read_csv(texts_or_df, {'label': data.label_cols}, encoding), data.label_cols, name)
+        if with_labels: ldf = _read_csv(texts_or_df, {'label': data.label_cols}, encoding)
     else:
         if with_labels: raise FitlamError('test_dl: with_labels needs a DataFrame or CSV file with the label column(s)')
         source = ListSource(texts_or_df, 'test texts')
-    if auto and labels is not None and pd.Series(np.asarray(labels).ravel()).map(lambda v: pd.isna(v) or v == '').all():
-        labels = None                                 # an empty label column (a test file)
+    if ldf is not None:
+        _check_cols(ldf, data.label_cols, 'label', name)
+        if not (auto and pd.Series(ldf[data.label_cols].to_numpy().ravel()).map(lambda v: pd.isna(v) or v == '').all()):  # else an empty label column (a test file)
+            labels = _labels(ldf, data.label_cols, name, getattr(data, 'regression', False))
     if labels is not None and not isinstance(labels, np.ndarray):
         # a CSV's labels are strings: they match classes of another type (ints from a DataFrame) by how they are written
         classes = [str(c) for c in data.classes] if csv else data.classes
@@ -301,7 +313,8 @@ _FASTAI_DATA = dict(
     is_lm='the data bunch is the task: TextLMDataBunch for a language model, TextClasDataBunch for a classifier',
     text_vocab='pass vocab= (e.g. vocab=lm_data.vocab)', seq_len="pass bptt= (the LM's sequence length)",
     tok_tfm='pass tokenizer= (a fitlam Tokenizer)', csv_fname="pass the CSV file's path first: from_csv(path/'train.csv', ...)",
-    y_block='name the label column(s) with label_col= (several columns, or label_delim=, make it multi-label)',
+    y_block='name the label column(s) with label_col= (several columns, or label_delim=, make it multi-label); for numbers to predict '
+            "(fastai's RegressionBlock) pass regression=True",
     dl_type='the data bunch chooses its loaders (LMLoader, ClasLoader)')
 _FASTAI_SHOW = dict(show='show_batch returns a DataFrame, which Jupyter displays')
 
@@ -419,33 +432,37 @@ class TextLMDataBunch(_Bunch):
 
 # %% ../nbs/14_data.ipynb #d7d0f228
 class TextClasDataBunch(_Bunch):
-    "Training and validation batches for a classifier, with its vocab, tokenizer and classes."
+    "Training and validation batches for a classifier, with its vocab, tokenizer and classes; `regression`: float targets, `classes` naming them."
     def __init__(self, train: DocIds, train_y: np.ndarray, valid: DocIds, valid_y: np.ndarray, vocab: Vocab,
                  tokenizer: Tokenizer, classes: list, bs: int = 64, backwards: bool = False, seed: int = 0,
                  valid_bs: int | None = None, corpora: _Corpora | None = None, text_cols: Sequence[str] = ('text',),
-                 label_cols: Sequence[str] = ('label',), mark_fields: bool | None = None, label_delim: str | None = None):
+                 label_cols: Sequence[str] = ('label',), mark_fields: bool | None = None, label_delim: str | None = None, regression: bool = False):
         train_dl = ClasLoader(train, train_y, bs, shuffle=True, seed=seed, pad_idx=vocab.pad_idx, backwards=backwards)
         valid_dl = ClasLoader(valid, valid_y, valid_bs or bs, shuffle=False, pad_idx=vocab.pad_idx, backwards=backwards)
         super().__init__(train_dl, valid_dl, vocab, tokenizer, corpora)
         self.classes, self.bs, self.backwards = list(classes), bs, backwards
-        self.multi_label = train_y.ndim == 2
+        self.regression, self.multi_label = regression, train_y.ndim == 2 and not regression
         self.text_cols, self.label_cols, self.mark_fields, self.label_delim = list(text_cols), list(label_cols), mark_fields, label_delim
 
     @property
     def c(self) -> int:
-        "The number of classes."
+        "The number of classes (of targets, for a regression): the model's outputs."
         return len(self.classes)
 
     @classmethod
     def from_sources(cls, train, train_labels, valid=None, valid_labels=None, *, valid_idx: Sequence[int] | None = None,
                      valid_pct: float = 0.1, seed: int = 0, label_delim: str | None = None, classes: Sequence | None = None,
                      tokenizer: Tokenizer | None = None, vocab: Vocab | None = None, max_vocab: int = 60_000, min_freq: int = 3,
-                     pretrained_vocab=None, cache_dir=None, n_workers: int | None = None, progress: bool = True, **kwargs) -> TextClasDataBunch:
-        "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`."
+                     pretrained_vocab=None, cache_dir=None, n_workers: int | None = None, progress: bool = True, regression: bool = False,
+                     **kwargs) -> TextClasDataBunch:
+        "Build from a text source and its labels; validation from a source and its labels, `valid_idx` (documents of `train`) or `valid_pct`; `pretrained_vocab` as in `TextLMDataBunch.from_sources`; `regression`: the labels are numbers to predict (one or several per text), `classes` their names."
         refuse_fastai_args(f'{cls.__name__}.from_sources', kwargs, _FASTAI_DATA)
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
-        if not isinstance(train_labels, np.ndarray):     # rows of the data, before any split (and before tokenizing)
-            _check_labels_present(pd.Series(train_labels).reset_index(drop=True), 'labels')
+        if regression and label_delim is not None: raise FitlamError(f'label_delim={label_delim!r} splits labels into classes; a regression takes numbers')
+        if regression: train_labels = encode_targets(train_labels, 'labels')    # float32 (n, n_targets)
+        elif not isinstance(train_labels, np.ndarray):     # rows of the data, before any split (and before tokenizing)
+            labels = _check_labels_present(pd.Series(train_labels).reset_index(drop=True), 'labels')
+            if classes is None and label_delim is None: _check_not_targets(labels.unique().tolist(), 'labels')   # numbers to predict?
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         tc = cp.tokenize(as_source(train))
         if len(train_labels) != len(tc): raise FitlamError(f'{len(train_labels)} labels for {len(tc)} training texts')
@@ -458,16 +475,19 @@ class TextClasDataBunch(_Bunch):
         else:
             vc, tr_idx, va_idx, ty, vy = cp.tokenize(as_source(valid)), None, None, train_labels, valid_labels
             if vy is None or len(vy) != len(vc): raise FitlamError(f'{0 if vy is None else len(vy)} labels for {len(vc)} validation texts')
-        if isinstance(ty, np.ndarray) and ty.ndim == 2:              # multi-hot label columns, given as such
+        if regression:
+            ty, vy, classes = _regression_targets(ty, vy, classes or kwargs.get('label_cols'), va_idx)
+            kwargs.setdefault('label_cols', classes)             # what `test_dl` reads targets from
+        elif isinstance(ty, np.ndarray) and ty.ndim == 2:              # multi-hot label columns, given as such
             if classes is None or len(classes) != ty.shape[1]: raise FitlamError('multi-hot labels need `classes`, one per column')
             ty, vy, classes = _multi_hot(ty, 'train labels', tr_idx), _multi_hot(vy, 'valid labels', va_idx), list(classes)
         else:
             ty, classes = encode_labels(ty, classes, label_delim, name='train labels', rows=tr_idx)
             vy, _ = encode_labels(vy, classes, label_delim, name='valid labels', rows=va_idx)
-        _check_two_classes(ty, classes)
+        if not regression: _check_two_classes(ty, classes)
         vocab = vocab or cp.vocab([(tc, tr_idx)], max_vocab, min_freq, pretrained_vocab)
         return cls(cp.docs(tc, vocab, tr_idx), ty, cp.docs(vc, vocab, va_idx), vy, vocab, cp.tokenizer, classes, seed=seed,
-                   corpora=cp, label_delim=label_delim, **kwargs)
+                   corpora=cp, label_delim=label_delim, regression=regression, **kwargs)
 
     @classmethod
     def from_texts(cls, texts: Sequence[str], labels: Sequence, valid_texts: Sequence[str] | None = None,
@@ -479,7 +499,7 @@ class TextClasDataBunch(_Bunch):
     @classmethod
     def from_df(cls, df: pd.DataFrame, text_col: str | Sequence[str] = 'text', label_col: str | Sequence[str] = 'label',
                 valid_df: pd.DataFrame | None = None, valid_col: str | None = None, mark_fields: bool | None = None,
-                **kwargs) -> TextClasDataBunch:
+                regression: bool = False, **kwargs) -> TextClasDataBunch:
         "Build from `df`'s text and label column(s) (several label columns of 0/1: multi-label); validation from `valid_df`, `valid_col` or `valid_pct`."
         tcols, lcols = _listify_cols(text_col), _listify_cols(label_col)
         for d, name in [(df, 'df'), (valid_df, 'valid_df')]:
@@ -487,26 +507,27 @@ class TextClasDataBunch(_Bunch):
         if valid_col is not None:
             kwargs['valid_idx'] = _valid_idx(df, valid_col, 'df')
         valid = None if valid_df is None else _df_texts(valid_df, tcols, mark_fields, 'valid_df')
-        vlab = None if valid_df is None else _labels(valid_df, lcols, 'valid_df')
-        if len(lcols) > 1: kwargs['classes'] = lcols
-        return cls.from_sources(_df_texts(df, tcols, mark_fields, 'df'), _labels(df, lcols, 'df'), valid, vlab,
-                                text_cols=tcols, label_cols=lcols, mark_fields=mark_fields, **kwargs)
+        vlab = None if valid_df is None else _labels(valid_df, lcols, 'valid_df', regression)
+        if len(lcols) > 1 or regression: kwargs['classes'] = lcols
+        return cls.from_sources(_df_texts(df, tcols, mark_fields, 'df'), _labels(df, lcols, 'df', regression), valid, vlab,
+                                text_cols=tcols, label_cols=lcols, mark_fields=mark_fields, regression=regression, **kwargs)
 
     @classmethod
     def from_csv(cls, path, text_col: str | Sequence[str] = 'text', label_col: str | Sequence[str] = 'label', valid_csv=None,
-                 valid_col: str | None = None, mark_fields: bool | None = None, encoding: str = 'utf-8', **kwargs) -> TextClasDataBunch:
-        "Build from CSV file(s) in `encoding` with text and label columns (texts streamed; labels are strings, as written); validation from `valid_csv`, `valid_col` or `valid_pct`."
+                 valid_col: str | None = None, mark_fields: bool | None = None, encoding: str = 'utf-8', regression: bool = False,
+                 **kwargs) -> TextClasDataBunch:
+        "Build from CSV file(s) in `encoding` with text and label columns (texts streamed; labels are strings, as written; `regression`: read as numbers); validation from `valid_csv`, `valid_col` or `valid_pct`."
         _check_csv_file(path, text_col, 'TextClasDataBunch.from_csv'); refuse_fastai_args('TextClasDataBunch.from_csv', kwargs, _FASTAI_DATA)
         tcols, lcols = _listify_cols(text_col), _listify_cols(label_col)
         for f in [path] + ([valid_csv] if valid_csv is not None else []): check_columns(f, {'text': tcols, 'label': lcols}, encoding)
         df = _read_csv(path, {'label': lcols, 'valid': [valid_col] if valid_col else []}, encoding)
         if valid_col is not None: kwargs['valid_idx'] = _valid_idx(df, valid_col, str(path))
         vdf = None if valid_csv is None else _read_csv(valid_csv, {'label': lcols}, encoding)
-        if len(lcols) > 1: kwargs['classes'] = lcols
-        return cls.from_sources(CSVSource(path, tcols, mark_fields, encoding=encoding), _labels(df, lcols, str(path)),
+        if len(lcols) > 1 or regression: kwargs['classes'] = lcols
+        return cls.from_sources(CSVSource(path, tcols, mark_fields, encoding=encoding), _labels(df, lcols, str(path), regression),
                                 None if vdf is None else CSVSource(valid_csv, tcols, mark_fields, encoding=encoding),
-                                None if vdf is None else _labels(vdf, lcols, str(valid_csv)),
-                                text_cols=tcols, label_cols=lcols, mark_fields=mark_fields, **kwargs)
+                                None if vdf is None else _labels(vdf, lcols, str(valid_csv), regression),
+                                text_cols=tcols, label_cols=lcols, mark_fields=mark_fields, regression=regression, **kwargs)
 
     @classmethod
     def from_folder(cls, path, train: str = 'train', valid: str | None = 'valid', classes: Sequence[str] | None = None,
@@ -532,11 +553,13 @@ class TextClasDataBunch(_Bunch):
                           pad_idx=self.vocab.pad_idx, backwards=self.backwards)
 
     def show_batch(self, n: int = 4, max_tokens: int = 40, **kwargs) -> pd.DataFrame:
-        "The first `n` documents of a training batch, decoded, with their labels."
+        "The first `n` documents of a training batch, decoded, with their labels (a regression: a column of numbers per target)."
         n = kwargs.pop('max_n', n); refuse_fastai_args('show_batch', kwargs, _FASTAI_SHOW)       # fastai's max_n is n
         xb, yb = next(iter(self.train_dl))
-        return TextFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], 'label': _label_names(yb[:n], self.classes, self.multi_label)})
+        labels = {c: [float(f'{v:.6g}') for v in yb[:n, j].tolist()] for j, c in enumerate(self.classes)} if self.regression else \
+                 {'label': _label_names(yb[:n], self.classes, self.multi_label)}
+        return TextFrame({'text': [self._decode(x, max_tokens) for x in xb[:n]], **labels})
 
     def __repr__(self):
         return (f'TextClasDataBunch(train: {len(self.train_dl.docs)} docs; valid: {len(self.valid_dl.docs)} docs; '
-                f'{self.c} classes {self.classes[:6]}; vocab {len(self.vocab)}; bs={self.bs})')
+                f'{self.c} {"regression target(s)" if self.regression else "classes"} {self.classes[:6]}; vocab {len(self.vocab)}; bs={self.bs})')

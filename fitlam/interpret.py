@@ -41,6 +41,8 @@ class ClassificationInterpretation:
     def from_learner(cls, learn: ClassifierLearner, df: pd.DataFrame | None = None, bs: int | None = None) -> ClassificationInterpretation:
         "Interpret `learn` on `df` (text and label columns) or, by default, on its validation set, predicting `bs` documents at a time."
         if learn.multi_label: raise FitlamError('ClassificationInterpretation: single-label classifiers only')
+        if learn.regression: raise FitlamError('ClassificationInterpretation: this learner is a regression (it predicts numbers, there are no '
+                                               'classes to confuse); learn.show_results() and learn.get_preds() give actual against predicted')
         if df is None:
             dl = learn.data.valid_dl
             if dl is None: raise FitlamError('ClassificationInterpretation: the learner has no validation set; pass a DataFrame')
@@ -147,6 +149,7 @@ def _class_index(classes, target) -> int:
 
 def token_importance(learn: ClassifierLearner, text: str, target: int | str | None = None) -> pd.DataFrame:
     "Score each token of `text` by gradient x input for class `target` (default: the predicted class); tokens in reading order."
+    if learn.regression: raise FitlamError('token_importance: scores tokens for a class, and this learner is a regression')
     dl = texts_to_loader([text], learn.tokenizer, learn.vocab, backwards=learn.backwards)
     xb, _ = next(iter(dl))
     xb = xb.to(learn.device)

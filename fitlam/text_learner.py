@@ -18,12 +18,12 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, _bad_rows, atomic_save, listify, set_seed
 from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
-from .vocab import Vocab, _check_classes, _label_names
+from .vocab import Vocab, _check_classes, _check_not_targets, _label_names
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
 from .fastai_names import AWD_LSTM
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
 from .models.kernels import lm_cross_entropy
-from .models.classifier import TextClassifier
+from .models.classifier import TextClassifier, _check_y_range
 from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder,
                                       save_model)
 from .learner import Learner, fit_stages, _check_fine_tune_lr
@@ -31,6 +31,7 @@ from .optimizer import resolve_lrs, ulmfit_adam, _check_epochs, _check_lr
 from .checkpoint import load_file
 from .baseline import Yardstick, baseline
 from .metrics import Accuracy, AccuracyMulti, Perplexity
+from .score_metrics import MAE, MSE
 from .training import GradientClip, RNNRegularizer
 from .callback import Callback
 
@@ -297,14 +298,17 @@ class Prediction(NamedTuple):
 
 # %% ../nbs/40_text_learner.ipynb #cb9ca7b2
 class ClassifierLearner(TextLearner):
-    "A `TextLearner` for a BPT3C classifier: `fine_tune` is ULMFiT's gradual unfreezing; `predict` classifies raw text."
-    def __init__(self, data, model, loss_func, vocab, tokenizer, classes: Sequence, multi_label: bool = False, **kwargs):
+    "A `TextLearner` for a BPT3C classifier: `fine_tune` is ULMFiT's gradual unfreezing; `predict` classifies raw text (`regression`: predicts the numbers `classes` names)."
+    def __init__(self, data, model, loss_func, vocab, tokenizer, classes: Sequence, multi_label: bool = False, regression: bool = False,
+                 **kwargs):
         super().__init__(data, model, loss_func, vocab, tokenizer, **kwargs)
-        self.classes, self.multi_label = list(classes), multi_label
+        self.classes, self.multi_label, self.regression = list(classes), multi_label, regression
 
     def _meta(self) -> dict:
-        "Also the classes, in order: `load` and `resume=` refuse weights trained on another class set (the same vocab and count are the normal case in ULMFiT)."
-        return {**super()._meta(), 'classes': [str(c) for c in self.classes]}
+        "Also the classes, in order, and whether (and in which `y_range`) it is a regression: `load` and `resume=` refuse weights trained on another class set or task (the same vocab and count are the normal case in ULMFiT)."
+        y_range = getattr(self.model, 'y_range', None)
+        return {**super()._meta(), 'classes': [str(c) for c in self.classes], 'regression': self.regression,
+                **({'y_range': None if y_range is None else list(y_range)} if self.regression else {})}
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, stage_epochs: int | Sequence[int] = 1,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, min_steps: int = 0,
@@ -318,7 +322,12 @@ class ClassifierLearner(TextLearner):
 
     def baseline(self, **kwargs) -> Yardstick:
         "The bag-of-words yardstick on this learner's data (`fitlam.baseline.baseline`): the error to beat."
+        self._not_regression('baseline', 'the yardstick is a bag-of-words classifier')
         return baseline(self.data, **kwargs)
+
+    def _not_regression(self, what: str, why: str = 'it is about class probabilities'):
+        if self.regression: raise FitlamError(f'{what}: this learner is a regression (it predicts numbers, not classes) and {why}; '
+                                              'use predict(texts) for the numbers, get_preds for (predictions, targets)')
 
     def _loader(self, texts, bs: int | None) -> ClasLoader:
         return texts_to_loader(texts, self.tokenizer, self.vocab, bs=bs or getattr(self.data, 'bs', 64), backwards=self.backwards,
@@ -332,8 +341,13 @@ class ClassifierLearner(TextLearner):
         n = min(n, len(dl.docs))
         docs, labels = dl.docs.subset(np.arange(n)), dl.labels[:n]
         probs, _ = self.get_preds(dl=ClasLoader(docs, labels, bs=max(n, 1), shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards))
+        texts = [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)]
+        if self.regression:                     # actual and predicted numbers, a pair of columns per target
+            col = (lambda s, c: s) if len(self.classes) == 1 else (lambda s, c: f'{s}_{c}')
+            return TextFrame({'text': texts, **{col(s, c): [float(f'{v:.4g}') for v in t[:, j].tolist()] for j, c in enumerate(self.classes)
+                                                 for s, t in (('actual', torch.as_tensor(labels)), ('predicted', probs))}})
         preds = [self._to_pred(p, thresh) for p in probs]
-        return TextFrame({'text': [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)],
+        return TextFrame({'text': texts,
                              'actual': _label_names(labels, self.classes, self.multi_label),
                              'predicted': [';'.join(map(str, p.label)) if self.multi_label else p.label for p in preds],
                              'probability': [float(p.probs.max()) for p in preds]})          # the most probable class's
@@ -345,20 +359,25 @@ class ClassifierLearner(TextLearner):
         i = int(p.argmax())
         return Prediction(self.classes[i], i, p)
 
-    def predict(self, texts: str | Sequence[str], bs: int | None = None, thresh: float = 0.5) -> Prediction | list[Prediction]:
-        "Classify one text (a `Prediction`) or a list of texts (a list of them, in the input order), batched by length."
-        probs = self.predict_proba(texts, bs)
-        preds = [self._to_pred(p, thresh) for p in probs]
+    def predict(self, texts: str | Sequence[str], bs: int | None = None, thresh: float = 0.5) -> Prediction | float | tuple | list:
+        "Classify one text (a `Prediction`) or a list of texts (a list of them, in the input order), batched by length; a regression: a float per text (a tuple of floats, one per target, for several)."
+        outs = self._outputs(texts, bs)
+        preds = [self._to_pred(p, thresh) for p in outs] if not self.regression else \
+                [v[0] if len(v) == 1 else tuple(v) for v in outs.double().tolist()]
         return preds[0] if isinstance(texts, str) else preds
 
     def predict_proba(self, texts: str | Sequence[str], bs: int | None = None) -> Tensor:
         "The class probabilities (n_texts, n_classes) of raw `texts`, in the input order."
-        dl = self._loader(texts, bs)
-        probs, _ = self.get_preds(dl=dl, reorder=True)
-        if not bool(torch.isfinite(probs).all()):
-            raise FitlamError('predict: the model gives NaN probabilities: its weights hold NaN or infinity (a diverged fit?); '
-                              'train it again with a lower learning rate')
-        return probs
+        self._not_regression('predict_proba')
+        return self._outputs(texts, bs)
+
+    def _outputs(self, texts, bs: int | None) -> Tensor:
+        "The probabilities (a regression: the numbers) of raw `texts`, in the input order; NaN refused."
+        outs, _ = self.get_preds(dl=self._loader(texts, bs), reorder=True)
+        if not bool(torch.isfinite(outs).all()):
+            raise FitlamError(f'predict: the model gives NaN {"predictions" if self.regression else "probabilities"}: its weights hold NaN or '
+                              'infinity (a diverged fit?); train it again with a lower learning rate')
+        return outs
 
     def get_preds(self, dl=None, with_loss: bool = False, activation=None, reorder: bool = True, bs: int | None = None, **kwargs):
         "As `Learner.get_preds`; `dl` may also be a DataFrame (or CSV path) with the text (and label) columns, or a list of texts: then results come in the input order."
@@ -371,11 +390,14 @@ class ClassifierLearner(TextLearner):
 def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | None = None, encoder=None, drop_mult: float = 0.5,
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
                             ps: Sequence[float] | None = None, alpha: float = 2., beta: float = 1., clip: float | None = None,
-                            lr: float = ULMFIT_CLAS_LR, metrics=None, **kwargs) -> ClassifierLearner:
-    "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file); `encoder=False`: a new encoder, on purpose."
+                            lr: float = ULMFIT_CLAS_LR, metrics=None, y_range: tuple[float, float] | None = None, n_out: int | None = None,
+                            loss_func=None, **kwargs) -> ClassifierLearner:
+    "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file; `encoder=False`: a new encoder, on purpose); for regression data, `y_range`: outputs in `(lo, hi)` (a scaled sigmoid), MSE loss and MSE/MAE metrics by default."
     config = _arch_config(config, 'text_classifier_learner')
     if encoder is None: _warn_no_transfer('text_classifier_learner', 'encoder=')
     if encoder is False: encoder = None
+    reg, y_range = getattr(data, 'regression', False), _check_y_range(y_range)
+    _check_outputs(data, reg, y_range, n_out)
     if encoder is not None:      # the encoder's sizes with the classifier's dropouts
         encoder = _checkpoint_file(encoder, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
         if config is None: config = _sized_like(encoder, FASTAI_CLAS_CONFIG)
@@ -383,28 +405,48 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
     bptt = getattr(data, 'bptt', 70) if bptt is None else bptt
     if isinstance(bptt, bool) or not isinstance(bptt, (int, np.integer)) or bptt < 1: raise FitlamError(f'bptt={bptt!r}: expected a whole number >= 1 (paper: 70)')
     model = TextClassifier(len(data.vocab), data.c, config, bptt=bptt, max_len=max_len or 20 * bptt,
-                           lin_ftrs=None if lin_ftrs is None else list(lin_ftrs), ps=None if ps is None else list(ps))
+                           lin_ftrs=None if lin_ftrs is None else list(lin_ftrs), ps=None if ps is None else list(ps), y_range=y_range)
     multi = getattr(data, 'multi_label', False)
     if encoder is not None: load_encoder(model, encoder, data.vocab, getattr(data, 'backwards', False))
-    loss = F.binary_cross_entropy_with_logits if multi else F.cross_entropy
-    metrics = ([AccuracyMulti()] if multi else [Accuracy()]) if metrics is None else metrics
-    return ClassifierLearner(data, model, loss, data.vocab, data.tokenizer, data.classes, multi_label=multi,
+    loss = loss_func or (F.mse_loss if reg else F.binary_cross_entropy_with_logits if multi else F.cross_entropy)
+    metrics = (_regression_metrics() if reg else [AccuracyMulti()] if multi else [Accuracy()]) if metrics is None else metrics
+    return ClassifierLearner(data, model, loss, data.vocab, data.tokenizer, data.classes, multi_label=multi, regression=reg,
                              alpha=alpha, beta=beta, clip=clip, lr=lr,
                              metrics=metrics, **kwargs)
 
+def _check_outputs(data, reg: bool, y_range, n_out):
+    "Refuse an `n_out` other than the data's classes (targets), a `y_range` on a classification, and training targets outside `y_range`."
+    if n_out is not None and n_out != data.c:
+        raise FitlamError(f'n_out={n_out!r}: the data has {data.c} {"regression targets" if reg else "classes"} {list(data.classes)[:5]}; '
+                          'the model has one output each (leave n_out out)')
+    if y_range is not None and not reg:
+        raise FitlamError(f'y_range={y_range}: a range for the numbers a regression predicts, and this data is a classification; '
+                          'build it with regression=True (fastai\'s RegressionBlock)')
+    ty = getattr(getattr(data, 'train_dl', None), 'labels', None)
+    if y_range is not None and ty is not None and ((ty < y_range[0]) | (ty > y_range[1])).any():
+        raise FitlamError(f'y_range={y_range}: {int(((ty < y_range[0]) | (ty > y_range[1])).sum())} training target(s) lie outside it (they run from '
+                          f'{ty.min():g} to {ty.max():g}) and the model could never predict them; widen it (fastai: a little beyond the targets)')
+
+
+def _regression_metrics() -> list:
+    "A regression learner's default metrics, over the whole validation set: the mean squared and the mean absolute error."
+    return [MSE(), MAE()]
+
 # %% ../nbs/40_text_learner.ipynb #b9e8f209
-EXPORT_FORMAT, EXPORT_VERSION = 'fitlam.learner', 1
+EXPORT_FORMAT, EXPORT_VERSION = 'fitlam.learner', 2       # 2: a regression (a classifier's export stays 1: older fitlam reads it)
 
 def export_learner(learn: TextLearner, path) -> Path:
     "Write `learn`'s model and what `predict` needs to `path`, atomically (plain data: loadable with `weights_only=True`)."
     m = learn.model
     _check_finite(m.state_dict(), 'export')
-    state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION, kind='lm' if isinstance(m, LanguageModel) else 'classifier',
+    reg = bool(getattr(learn, 'regression', False))
+    state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION if reg else 1, kind='lm' if isinstance(m, LanguageModel) else 'classifier',
                  config=m.config.to_dict(), itos=list(learn.vocab.itos), tokenizer=learn.tokenizer.to_config(), backwards=learn.backwards,
                  bs=int(getattr(learn.data, 'bs', 64) or 64), state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
     if state['kind'] == 'classifier':
-        state.update(model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
-                     classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
+        state.update(model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps),
+                                **({'y_range': list(m.y_range)} if m.y_range else {})),
+                     classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label, **({'regression': True} if reg else {}),
                      columns={k: getattr(learn.data, k) for k in _COLUMNS if hasattr(learn.data, k)})
     path = Path(path)
     atomic_save(state, path)
@@ -427,11 +469,11 @@ def _plain(c):
 class _InferenceData:
     "Stands in for the data bunch of a loaded learner: no training or validation data, only what prediction needs."
     def __init__(self, vocab, tokenizer, classes, bs, backwards, text_cols=('text',), label_cols=('label',),
-                 mark_fields=None, label_delim=None):
+                 mark_fields=None, label_delim=None, regression: bool = False):
         self.train_dl = self.valid_dl = None
         self.vocab, self.tokenizer, self.classes, self.bs, self.backwards = vocab, tokenizer, classes, bs, backwards
         self.text_cols, self.label_cols, self.mark_fields, self.label_delim = list(text_cols), list(label_cols), mark_fields, label_delim
-        self.c = len(classes)
+        self.c, self.regression = len(classes), regression
 
     def test_dl(self, texts_or_df, bs: int | None = None, with_labels: bool | None = False) -> ClasLoader:
         "As `TextClasDataBunch.test_dl`: a loader of a list of texts, or of a DataFrame / CSV file with the exported learner's text (and label) columns."
@@ -457,7 +499,7 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
     bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)),
-                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('columns', dict))
+                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('regression', bool), ('columns', dict))
            if k in state and (not isinstance(state[k], t) or (t is int and (isinstance(state[k], bool) or state[k] < 1)))]
     bad += [k for k in ('itos', 'classes') if k not in bad and isinstance(state.get(k), (list, tuple)) and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in state[k])]
     if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
@@ -474,13 +516,15 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     model = build_checked(lambda: LanguageModel(len(vocab), config) if lm else TextClassifier(len(vocab), config=config, **state['model']),
                           state['state_dict'], path)
     model.load_state_dict(state['state_dict'])
+    reg = state.get('regression', False)
     data = _InferenceData(vocab, tokenizer, [] if lm else state['classes'], state.get('bs', 64), state.get('backwards', False),
-                          **({} if lm else state.get('columns', {})))
+                          **({} if lm else state.get('columns', {})), regression=reg)
     if lm: learn = LMLearner(data, model, lm_cross_entropy, vocab, tokenizer, device=device, bf16=bf16, progress=False)
     else:
         multi = state.get('multi_label', False)
-        learn = ClassifierLearner(data, model, F.binary_cross_entropy_with_logits if multi else F.cross_entropy, vocab, tokenizer,
-                                  state['classes'], multi_label=multi, device=device, bf16=bf16, progress=False)
+        loss = F.mse_loss if reg else F.binary_cross_entropy_with_logits if multi else F.cross_entropy
+        learn = ClassifierLearner(data, model, loss, vocab, tokenizer, state['classes'], multi_label=multi, regression=reg, device=device,
+                                  bf16=bf16, progress=False, metrics=_regression_metrics() if reg else None)
     learn.model.eval()
     return learn.to_int8() if int8 else learn
 
@@ -494,6 +538,7 @@ class Ensemble:
             if not isinstance(l, ClassifierLearner): raise FitlamError(f'Ensemble: learner {i} is a {type(l).__name__}, expected a ClassifierLearner')
             if list(l.classes) != list(learners[0].classes):
                 raise FitlamError(f'Ensemble: the learners predict different classes: {learners[0].classes} vs {l.classes}')
+            if l.regression: raise FitlamError(f'Ensemble: learner {i} is a regression; Ensemble averages class probabilities')
             if l.multi_label != learners[0].multi_label:
                 raise FitlamError('Ensemble: a multi-label learner (sigmoid probabilities) with a single-label one (softmax): they do not average')
         self.learners, self.classes = learners, list(learners[0].classes)
@@ -524,11 +569,15 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            clas_epochs: int | Sequence[int] = 1, clas_stage_epochs: int | Sequence[int] = 1, clas_lr: float = ULMFIT_CLAS_LR,
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
-           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again)."
+           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None, regression: bool = False,
+           y_range: tuple[float, float] | None = None) -> ClassifierLearner:
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `regression`: the labels are numbers to predict (in `y_range`, if given)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
         _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
-        if (nan := _labels(d, [label_col], name).isna().to_numpy()).any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
+        labels = _labels(d, [label_col], name, regression)            # a regression's: finite numbers
+        if not regression and (nan := labels.isna().to_numpy()).any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
+    if not regression: _check_not_targets(train_df[label_col].unique().tolist(), 'train_df')   # numbers to predict, not classes?
+    _check_y_range(y_range)
     path, t0 = Path(path), time.perf_counter()
     pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
     set_seed(seed)
@@ -549,9 +598,10 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
     t1 = time.perf_counter()
     set_seed(seed)
     clas_data = TextClasDataBunch.from_df(train_df, text_col=text_col, label_col=label_col, valid_df=valid_df, vocab=lm_data.vocab,
-                                          bs=bs, backwards=backwards, seed=seed, progress=progress)
-    learn = text_classifier_learner(clas_data, encoder=enc, drop_mult=clas_drop_mult, bptt=bptt, path=path, progress=progress)
-    if verbose: print(f'stage 3: classifier, {clas_data.c} classes, {len(learn.layer_groups)} layer groups')
+                                          bs=bs, backwards=backwards, seed=seed, progress=progress, regression=regression)
+    learn = text_classifier_learner(clas_data, encoder=enc, drop_mult=clas_drop_mult, bptt=bptt, path=path, progress=progress, y_range=y_range)
+    if verbose: print(f'stage 3: {"regression" if regression else "classifier"}, {clas_data.c} {"target(s)" if regression else "classes"}, '
+                      f'{len(learn.layer_groups)} layer groups')
     learn.fine_tune(clas_epochs, stage_epochs=clas_stage_epochs, lr=clas_lr, lr_factor=lr_factor, verbose=verbose, checkpoint=checkpoint,
                     resume=resume if done else None)
     if timings is not None: timings.update(finetune_lm_s=round(t1 - t0, 1), classifier_s=round(time.perf_counter() - t1, 1))
@@ -559,6 +609,7 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
 
 def ulmfit_ensemble(train_df, valid_df, pretrained_fwd=None, pretrained_bwd=None, **kwargs) -> Ensemble:
     "Train a forward and a backward ULMFiT classifier (`ulmfit`) and return their `Ensemble`."
+    if kwargs.get('regression'): raise FitlamError('ulmfit_ensemble: regression=True: an Ensemble averages class probabilities')
     fwd = ulmfit(train_df, valid_df, pretrained=pretrained_fwd, backwards=False, **kwargs)
     bwd = ulmfit(train_df, valid_df, pretrained=pretrained_bwd, backwards=True, **kwargs)
     return Ensemble([fwd, bwd])

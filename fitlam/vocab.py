@@ -16,7 +16,7 @@ import torch
 from .core import SPECIAL_TOKENS, UNK, PAD, FitlamError, _bad_rows, atomic_write
 
 # %% auto #0
-__all__ = ['Vocab', 'remap_rows', 'encode_labels']
+__all__ = ['Vocab', 'remap_rows', 'encode_labels', 'encode_targets']
 
 # %% ../nbs/13_vocab.ipynb #17572b3b
 def _whole(n, what: str) -> int:
@@ -161,6 +161,25 @@ def _warn_near_duplicates(classes: Sequence, name: str):
     if near: warnings.warn(f'{name}: labels {near[:5]} differ only in case or surrounding spaces and are {sum(map(len, near))} separate '
                            'classes; if each group is one class, clean the column first (e.g. df.label.str.strip().str.upper())', stacklevel=3)
 
+def _as_numbers(values) -> np.ndarray | None:
+    "`values` as floats where every one is a number or a text that reads as one ('0.13', a CSV's), else None."
+    out = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, float, np.integer, np.floating)): return None
+        try: out.append(float(v))
+        except ValueError: return None
+    return np.array(out)
+
+def _check_not_targets(classes: list, name: str, max_ids: int = 20, how: str = 'regression=True'):
+    "Refuse training labels that are numbers to predict, not classes: non-integers, or more than `max_ids` integers that are not the ids 0..k-1 or 1..k."
+    x = _as_numbers(classes)
+    if x is None or len(x) < 2: return
+    whole, k = bool((x == np.round(x)).all()), len(x)
+    if whole and (k <= max_ids or np.array_equal(np.sort(x), np.arange(k)) or np.array_equal(np.sort(x), np.arange(1, k + 1))): return
+    raise FitlamError(f'{name}: the labels are numbers ({k} distinct values from {x.min():g} to {x.max():g}, e.g. {", ".join(f"{v:g}" for v in x[:4])}), '
+                      f'which a classifier would make {k} classes of: to predict the number (fastai\'s RegressionBlock) pass {how}; '
+                      'if they are class names, pass classes=[...] (the labels, in order) to say so')
+
 def encode_labels(values, classes: Sequence | None = None, label_delim: str | None = None,
                   name: str = 'labels', rows: np.ndarray | None = None) -> tuple[np.ndarray, list]:
     "Class indices (int64), or multi-hot rows (float32) with `label_delim`, of `values`; and the classes (sorted training labels)."
@@ -179,7 +198,7 @@ def encode_labels(values, classes: Sequence | None = None, label_delim: str | No
         try: classes = sorted(values.unique().tolist())
         except TypeError: raise FitlamError(f'{name}: labels of mixed types ({sorted({type(v).__name__ for v in values})}); '
                                             'give labels of one type, e.g. all strings') from None
-        _warn_near_duplicates(classes, name)
+        _warn_near_duplicates(classes, name); _check_not_targets(classes, name)
     index = {c: i for i, c in enumerate(classes)}
     unseen = ~values.isin(list(index))
     if unseen.any():
@@ -195,6 +214,32 @@ def _multi_hot(y, name: str, rows: np.ndarray | None = None) -> np.ndarray:
     bad = ~np.isin(out, (0., 1.)).all(axis=1)
     if bad.any(): raise FitlamError(f'{name}: multi-label columns must hold 0 or 1; rows {_bad_rows(bad, rows=rows)} do not')
     return out
+
+# %% ../nbs/13_vocab.ipynb #4847c6b4
+def encode_targets(values, name: str = 'targets', cols: Sequence[str] | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    "Regression targets as float32 `(n, n_targets)`: numbers, or texts that read as numbers; a `FitlamError` naming the rows and column of anything else (text, missing, NaN, infinity)."
+    if isinstance(values, pd.Series): values = values.to_frame()
+    if not isinstance(values, pd.DataFrame):
+        a = np.asarray(values, dtype=object)
+        if a.ndim not in (1, 2) or not len(a): raise FitlamError(f'{name}: expected a list of numbers (or rows of numbers, one per target), got shape {a.shape}')
+        values = pd.DataFrame(a.reshape(len(a), -1))
+    out = np.empty(values.shape, np.float32)
+    for j, c in enumerate(values.columns):
+        col = values[c].tolist()
+        x = np.array([_to_float(v) for v in col], np.float64)
+        bad = ~np.isfinite(x) | (np.abs(x) > np.finfo(np.float32).max)
+        if bad.any():
+            what = f' column {cols[j]!r}' if cols else f' column {c!r}' if isinstance(c, str) else f' target {j}' if values.shape[1] > 1 else ''
+            raise FitlamError(f'{name}{what}: {[col[i] for i in np.flatnonzero(bad)[:3]]} in rows {_bad_rows(bad, rows=rows)} '
+                              'are not finite numbers; regression targets must be numbers (fix or drop those rows)')
+        out[:, j] = x
+    return out
+
+def _to_float(v) -> float:
+    "`v` as a float (a number, or a text that reads as one), NaN where it is neither."
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, float, np.integer, np.floating)): return math.nan
+    try: return float(v)
+    except ValueError: return math.nan
 
 # %% ../nbs/13_vocab.ipynb #898054f9
 def _check_two_classes(y: np.ndarray, classes: list):

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/22_models.classifier.ipynb #bec5b019
 from __future__ import annotations
+import math
 from bisect import bisect_left
 
 import torch
@@ -13,7 +14,7 @@ from ..core import FitlamError
 from .awdlstm import AWDLSTM, AWDLSTMConfig, FASTAI_CLAS_CONFIG
 
 # %% auto #0
-__all__ = ['classifier_head', 'TextClassifier', 'get_text_classifier']
+__all__ = ['SigmoidRange', 'classifier_head', 'TextClassifier', 'get_text_classifier']
 
 # %% ../../nbs/22_models.classifier.ipynb #65b34946
 def _lengths(xb: Tensor, pad_idx: int) -> Tensor:
@@ -54,8 +55,22 @@ class _Pools:
         return torch.cat([last, mx, mean], 1)
 
 # %% ../../nbs/22_models.classifier.ipynb #9e14bbad
-def classifier_head(n_in: int, n_class: int, lin_ftrs: list[int], ps: list[float]) -> nn.Sequential:
-    "Build BatchNorm1d -> Dropout -> Linear blocks `n_in` -> `*lin_ftrs` -> `n_class`, ReLU between blocks."
+class SigmoidRange(nn.Module):
+    "Map `x` into `(lo, hi)`: `lo + (hi - lo) * sigmoid(x)` (fastai's `SigmoidRange`, for `y_range`)."
+    def __init__(self, lo: float, hi: float): super().__init__(); self.lo, self.hi = _check_y_range((lo, hi))
+    def forward(self, x: Tensor) -> Tensor: return torch.sigmoid(x) * (self.hi - self.lo) + self.lo
+    def extra_repr(self) -> str: return f'lo={self.lo:g}, hi={self.hi:g}'
+
+def _check_y_range(y_range) -> tuple[float, float] | None:
+    "`y_range` as `(lo, hi)` floats with lo < hi, both finite (None stays None), or a `FitlamError`."
+    if y_range is None: return None
+    ok = isinstance(y_range, (tuple, list)) and len(y_range) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in y_range)
+    if not (ok and all(math.isfinite(v) for v in y_range) and y_range[0] < y_range[1]):
+        raise FitlamError(f'y_range={y_range!r}: expected (lo, hi), two finite numbers with lo < hi (e.g. (0, 5.5) for ratings 0.5-5)')
+    return float(y_range[0]), float(y_range[1])
+
+def classifier_head(n_in: int, n_class: int, lin_ftrs: list[int], ps: list[float], y_range: tuple[float, float] | None = None) -> nn.Sequential:
+    "Build BatchNorm1d -> Dropout -> Linear blocks `n_in` -> `*lin_ftrs` -> `n_class`, ReLU between blocks; `y_range`: then `SigmoidRange`."
     dims = [n_in] + list(lin_ftrs) + [n_class]
     if len(ps) != len(dims) - 1: raise FitlamError(f'classifier head: {len(ps)} dropouts ps={ps} for {len(dims) - 1} linear layers {dims}')
     layers = []
@@ -64,21 +79,24 @@ def classifier_head(n_in: int, n_class: int, lin_ftrs: list[int], ps: list[float
         nn.init.constant_(bn.bias, 1e-3)
         layers += [bn, nn.Dropout(p), nn.Linear(a, b, bias=False)]
         if i < len(dims) - 2: layers.append(nn.ReLU(inplace=True))
+    if y_range is not None: layers.append(SigmoidRange(*y_range))
     return nn.Sequential(*layers)
 
 # %% ../../nbs/22_models.classifier.ipynb #5e1115c6
 class TextClassifier(nn.Module):
-    "An AWD-LSTM encoder run over whole documents by BPT3C, concat pooling and a BatchNorm/Dropout/Linear head: logits (bs, n_class)."
+    "An AWD-LSTM encoder run over whole documents by BPT3C, concat pooling and a BatchNorm/Dropout/Linear head: logits (bs, n_class), or (`y_range`) numbers in that range."
     def __init__(self, vocab_sz: int, n_class: int, config: AWDLSTMConfig = FASTAI_CLAS_CONFIG, bptt: int = 70,
-                 max_len: int = 20 * 70, lin_ftrs: list[int] | None = None, ps: list[float] | None = None):
+                 max_len: int = 20 * 70, lin_ftrs: list[int] | None = None, ps: list[float] | None = None,
+                 y_range: tuple[float, float] | None = None):
         super().__init__()
         lin_ftrs = [50] if lin_ftrs is None else list(lin_ftrs)
         ps = [0.1] * len(lin_ftrs) if ps is None else list(ps)
         for k, v in dict(n_class=n_class, bptt=bptt, max_len=max_len).items():
             if not isinstance(v, int) or v < 1: raise FitlamError(f'TextClassifier: {k}={v!r}, expected a positive int')
         self.n_class, self.bptt, self.max_len, self.lin_ftrs, self.ps = n_class, bptt, max_len, lin_ftrs, ps
+        self.y_range = _check_y_range(y_range)
         self.encoder = AWDLSTM(vocab_sz, config)
-        self.head = classifier_head(3 * config.emb_sz, n_class, lin_ftrs, [config.output_p] + ps)
+        self.head = classifier_head(3 * config.emb_sz, n_class, lin_ftrs, [config.output_p] + ps, self.y_range)
         self._kept: list | None = None
         self._last_rnn_outputs = None
 
@@ -149,6 +167,6 @@ class TextClassifier(nn.Module):
 
 def get_text_classifier(vocab_sz: int, n_class: int, config: AWDLSTMConfig | None = None, drop_mult: float = 1.,
                         bptt: int = 70, max_len: int = 20 * 70, lin_ftrs: list[int] | None = None,
-                        ps: list[float] | None = None) -> TextClassifier:
-    "Build a ULMFiT classifier from `config` (default fastai's classifier dropouts) scaled by `drop_mult`; head dropouts `[output_p] + ps`."
-    return TextClassifier(vocab_sz, n_class, (config or FASTAI_CLAS_CONFIG).scaled(drop_mult), bptt, max_len, lin_ftrs, ps)
+                        ps: list[float] | None = None, y_range: tuple[float, float] | None = None) -> TextClassifier:
+    "Build a ULMFiT classifier from `config` (default fastai's classifier dropouts) scaled by `drop_mult`; head dropouts `[output_p] + ps`; `y_range`: outputs in `(lo, hi)` (regression)."
+    return TextClassifier(vocab_sz, n_class, (config or FASTAI_CLAS_CONFIG).scaled(drop_mult), bptt, max_len, lin_ftrs, ps, y_range)

@@ -45,7 +45,8 @@ def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: 
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
     if backwards is not None: ckpt['backwards'] = bool(backwards)
     if kind == 'classifier':
-        ckpt['classifier'] = dict(n_class=model.n_class, bptt=model.bptt, max_len=model.max_len, lin_ftrs=model.lin_ftrs, ps=model.ps)
+        ckpt['classifier'] = dict(n_class=model.n_class, bptt=model.bptt, max_len=model.max_len, lin_ftrs=model.lin_ftrs, ps=model.ps,
+                                 **({'y_range': list(model.y_range)} if getattr(model, 'y_range', None) else {}))   # a regression's range
     path = Path(path)
     atomic_save(ckpt, path)
     return path
