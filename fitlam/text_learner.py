@@ -116,8 +116,8 @@ class TextLearner(Learner):
         return export_learner(self, fname if isinstance(fname, Path) else self.path/fname)
 
     def save_encoder(self, name) -> Path:
-        "Save the encoder (embedding + LSTMs) with the vocab and the direction to `path/model_dir/name.pth` (or the `Path` `name`)."
-        return save_encoder(self._file(name), self.model, self.vocab, self.backwards)
+        "Save the encoder (embedding + LSTMs) with the vocab, the direction (and a subword tokenizer's model) to `path/model_dir/name.pth` (or the `Path` `name`)."
+        return save_encoder(self._file(name), self.model, self.vocab, self.backwards, self.tokenizer)
 
     def load_encoder(self, name) -> TextLearner:
         "Load an encoder saved by `save_encoder`; its vocab (and direction) must be this learner's (a clear error otherwise)."
@@ -208,7 +208,7 @@ class LMLearner(TextLearner):
 
     def save_lm(self, name) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
-        return save_model(self._file(name), self.model, self.vocab, self.backwards)
+        return save_model(self._file(name), self.model, self.vocab, self.backwards, self.tokenizer)
 
     @torch.no_grad()
     def predict(self, prompt: str, n_words: int = 20, temperature: float = 1., no_unk: bool = True, seed: int | None = None,
@@ -238,7 +238,7 @@ class LMLearner(TextLearner):
                 logits = self.model(torch.tensor([[nxt]], device=self.device))[0, -1]   # the hidden state carries the context
         finally: self.model.reset(); self.model.train(was_training)
         all_tokens = lead + out[::-1] + body if self.backwards else tokens + out
-        return detokenize(all_tokens) if decode else all_tokens
+        return detokenize(self.tokenizer.words(all_tokens)) if decode else all_tokens     # subword pieces joined into words first
 
 # %% ../nbs/40_text_learner.ipynb #b12c8638
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
@@ -260,11 +260,11 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
 def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, epochs: int = 1, lr: float = 5e-3, bs: int = 64,
                 bptt: int = 70, drop_mult: float = 0.5, max_vocab: int = 60_000, min_freq: int = 3, valid_pct: float = 0.05,
                 backwards: bool = False, seed: int = 42, path='.', progress: bool = True, checkpoint=None, resume=None,
-                **kwargs) -> LMLearner:
-    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`."
+                tokenizer: Tokenizer | None = None, **kwargs) -> LMLearner:
+    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`; `tokenizer`: spaCy's by default, or a `SentencePieceTokenizer` (trained on `texts`)."
     set_seed(seed)
     data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
-                                        min_freq=min_freq, backwards=backwards, progress=progress)
+                                        min_freq=min_freq, backwards=backwards, progress=progress, tokenizer=tokenizer)
     learn = language_model_learner(data, config=config, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
     learn.fit_one_cycle(epochs, lr=lr, checkpoint=checkpoint, resume=resume)
     return learn
@@ -313,7 +313,7 @@ class ClassifierLearner(TextLearner):
         docs, labels = dl.docs.subset(np.arange(n)), dl.labels[:n]
         probs, _ = self.get_preds(dl=ClasLoader(docs, labels, bs=max(n, 1), shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards))
         preds = [self._to_pred(p, thresh) for p in probs]
-        return TextFrame({'text': [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)],
+        return TextFrame({'text': [detokenize(self.tokenizer.words([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()])) for j in range(n)],
                              'actual': _label_names(labels, self.classes, self.multi_label),
                              'predicted': [';'.join(map(str, p.label)) if self.multi_label else p.label for p in preds],
                              'probability': [float(p.probs.max()) for p in preds]})          # the most probable class's
@@ -378,7 +378,7 @@ def export_learner(learn: TextLearner, path) -> Path:
     _check_finite(m.state_dict(), 'export')
     state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION, kind='lm' if isinstance(m, LanguageModel) else 'classifier',
                  config=m.config.to_dict(), itos=list(learn.vocab.itos), tokenizer=learn.tokenizer.to_config(), backwards=learn.backwards,
-                 bs=int(getattr(learn.data, 'bs', 64) or 64), state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
+                 bs=int(getattr(learn.data, 'bs', 64) or 64), **_subword_state(learn.tokenizer), state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
     if state['kind'] == 'classifier':
         state.update(model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps)),
                      classes=[_plain(c) for c in learn.classes], multi_label=learn.multi_label,
@@ -388,6 +388,10 @@ def export_learner(learn: TextLearner, path) -> Path:
     return path
 
 _COLUMNS = ('text_cols', 'label_cols', 'mark_fields', 'label_delim')
+
+def _subword_state(tok: Tokenizer) -> dict:
+    "A subword tokenizer's model, as the bytes of its serialized proto (plain data: the export travels alone)."
+    return {} if getattr(tok, 'sp_model', None) is None else {'sp_model': tok.sp_model}
 
 def _check_finite(state: dict, what: str):
     "Refuse weights holding NaN or infinity (a diverged model predicts a label with NaN probabilities)."
@@ -429,7 +433,7 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
     bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)),
-                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('columns', dict))
+                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('columns', dict), ('sp_model', bytes))
            if k in state and (not isinstance(state[k], t) or (t is int and (isinstance(state[k], bool) or state[k] < 1)))]
     bad += [k for k in ('itos', 'classes') if k not in bad and isinstance(state.get(k), (list, tuple)) and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in state[k])]
     if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
@@ -438,7 +442,8 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     if kind == 'classifier' and (not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class')):
         raise FitlamError(f"{path}: the classes ({state['classes']!r:.80}) do not match the model's {state['model'].get('n_class')} outputs")
     if kind == 'classifier': _check_classes(state['classes'], str(path))          # a forged export naming a class twice
-    vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules)
+    tokenizer = Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules, sp_model=state.get('sp_model'))
+    vocab = Vocab(state['itos'], tokenizer.subword)
     try: config = AWDLSTMConfig(**state['config'])
     except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None
     _check_finite(state['state_dict'], f'{path}: the exported weights')
@@ -496,8 +501,8 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            clas_epochs: int | Sequence[int] = 1, clas_final_epochs: int | None = None, clas_lr: float = ULMFIT_CLAS_LR,
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
-           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again)."
+           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None, tokenizer: Tokenizer | None = None) -> ClassifierLearner:
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `tokenizer`: the LM's, which the classifier reuses (a `SentencePieceTokenizer` is trained on the LM's training texts)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
         _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
         if (nan := _labels(d, [label_col], name).isna().to_numpy()).any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
@@ -507,7 +512,7 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
     texts = list(train_df[text_col].astype(str)) + list(valid_df[text_col].astype(str)) + list(lm_texts)
     lm_data = TextLMDataBunch.from_texts(texts, bs=bs, bptt=bptt, backwards=backwards, seed=seed, valid_pct=0.1,
                                          max_vocab=max_vocab, min_freq=min_freq, progress=progress,
-                                         pretrained_vocab=pretrained if keep_pretrained_vocab else None)
+                                         pretrained_vocab=pretrained if keep_pretrained_vocab else None, tokenizer=tokenizer)
     lm = language_model_learner(lm_data, config=config, pretrained=pretrained, drop_mult=lm_drop_mult, path=path, progress=progress)
     enc = lm._file('ft_enc_bwd' if backwards else 'ft_enc')
     done = resume is not None and 'classes' in load_file(resume, kinds=('fitlam.checkpoint',)).get('meta', {})   # the classifier's: stage 2 ended
@@ -520,7 +525,7 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
         lm.save_encoder(enc)
     t1 = time.perf_counter()
     set_seed(seed)
-    clas_data = TextClasDataBunch.from_df(train_df, text_col=text_col, label_col=label_col, valid_df=valid_df, vocab=lm_data.vocab,
+    clas_data = TextClasDataBunch.from_df(train_df, text_col=text_col, label_col=label_col, valid_df=valid_df, vocab=lm_data.vocab, tokenizer=lm_data.tokenizer,
                                           bs=bs, backwards=backwards, seed=seed, progress=progress)
     learn = text_classifier_learner(clas_data, encoder=enc, drop_mult=clas_drop_mult, bptt=bptt, path=path, progress=progress)
     if verbose: print(f'stage 3: classifier, {clas_data.c} classes, {len(learn.layer_groups)} layer groups')

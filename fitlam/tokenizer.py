@@ -449,12 +449,20 @@ class Tokenizer:
             chunk_chars = min(1 << 18, sum(map(len, texts)) // (2 * n_workers) + 1)   # at least two chunks per worker
             _run(_chunk_texts(texts, chunk_chars), self, n_workers, collect, progress=False)
             return out
-        if self._encoder is None: self._encoder = _Encoder(self)
+        if self._encoder is None: self._encoder = self._new_encoder()
         ids, lens = self._encoder.encode(texts)
         itos, out, pos, ids = self._encoder.itos, [], 0, ids.tolist()
         for n in lens.tolist():
             out.append([itos[i] for i in ids[pos:pos + n]]); pos += n
         return out
+
+    def _new_encoder(self): return _Encoder(self)
+    needs_fit = False        # a subword tokenizer (`fitlam.subword`) is trained on the corpus first
+    subword = None           # ... and then names its model (a hash), which a vocab built with it records
+
+    def words(self, tokens: Sequence[str]) -> list[str]:
+        "The words (and special tokens) `tokens` stand for: the tokens themselves here; a subword tokenizer joins its pieces."
+        return list(tokens)
 
     def to_config(self) -> dict:
         "Return the settings as a JSON-serialisable dict (rules as importable names)."
@@ -462,8 +470,13 @@ class Tokenizer:
                     special_toks=list(self.special_toks), max_cache=self.max_cache)
 
     @classmethod
-    def from_config(cls, config: dict, trust_rules: bool = True) -> Tokenizer:
-        "Rebuild a tokenizer from `to_config()`'s dict; `trust_rules=False` (a file from elsewhere): only fitlam's own rules are imported."
+    def from_config(cls, config: dict, trust_rules: bool = True, sp_model: bytes | None = None) -> Tokenizer:
+        "Rebuild a tokenizer from `to_config()`'s dict (a `SentencePieceTokenizer`'s with its model `sp_model`); `trust_rules=False` (a file from elsewhere): only fitlam's own rules are imported."
+        if not isinstance(config, dict): raise FitlamError(f'tokenizer config: expected a dict, got a {type(config).__name__}')
+        if 'base' in config:
+            from fitlam.subword import SentencePieceTokenizer     # (the subword module builds on this one)
+            return SentencePieceTokenizer.from_config(config, trust_rules, sp_model)
+        if sp_model is not None: raise FitlamError('Tokenizer.from_config: a SentencePiece model given for a spaCy tokenizer config')
         unknown = set(config) - {'lang', 'rules', 'post_rules', 'special_toks', 'max_cache'}
         if unknown: raise FitlamError(f'Tokenizer.from_config: unknown keys {sorted(unknown)}')
         return cls(lang=config.get('lang', 'en'), rules=[_fn_from_name(r, trust_rules) for r in config.get('rules', [])],
