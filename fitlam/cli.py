@@ -17,6 +17,8 @@ from . import __version__
 from .callback import Callback
 from .core import FitlamError, atomic_write, is_stream, num_threads, set_seed
 from .vocab import Vocab
+from .tokenizer import Tokenizer
+from .subword import SentencePieceTokenizer
 from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
@@ -145,6 +147,18 @@ def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
     return AWDLSTMConfig(**{**base.to_dict(), **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items()
                                                   if v is not None}})
 
+def _tokenizer(args, checkpoint=None) -> Tokenizer:
+    "The tokenizer of `--tokenizer`/`--vocab-sz`/`--lang`; the SentencePiece model of `checkpoint` (a pretrained LM or an encoder) where it has one."
+    sp = args.tokenizer == 'sp'
+    if args.vocab_sz is not None and not sp: raise FitlamError('--vocab-sz is the size of a SentencePiece model: add --tokenizer sp')
+    if isinstance(checkpoint, tuple) and sp: raise FitlamError("--tokenizer sp: fastai's WikiText-103 LM is of word tokens (spaCy); pretrain one with --tokenizer sp")
+    ck = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else None
+    if ck is not None and 'sp_model' in ck:          # its own subword model: the only one its embeddings fit
+        if args.vocab_sz is not None: raise FitlamError(f'{checkpoint} has its own SentencePiece model ({len(ck["itos"])} tokens): leave out --vocab-sz')
+        return Tokenizer.from_config(ck['tokenizer'], trust_rules=False, sp_model=ck['sp_model'])
+    if ck is not None and sp: raise FitlamError(f'{checkpoint}: a model of word tokens (spaCy); --tokenizer sp needs one trained with it (fitlam pretrain --tokenizer sp)')
+    return SentencePieceTokenizer(args.lang, vocab_sz=args.vocab_sz) if sp else Tokenizer(args.lang)
+
 def _corpus_source(names: Sequence[str], max_words: int | None):
     "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
     return Corpus([f for name in names for f in get_corpus(name).files]).source(max_words=max_words)
@@ -169,7 +183,7 @@ def cmd_pretrain(args) -> dict:
     learn = pretrain_lm(_corpus_source(args.corpus, args.max_words), config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
                         max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, backwards=args.backwards,
                         seed=args.seed, path=args.out, progress=not args.quiet, checkpoint=_ckpt(args, out), resume=args.resume,
-                        cbs=[_DiskCheck(out)])
+                        cbs=[_DiskCheck(out)], tokenizer=_tokenizer(args))
     lm_path = learn.save_lm(out/'lm.pth')
     _ckpt(args, out).unlink(missing_ok=True)
     _final(learn, f'saved the LM to {lm_path}')
@@ -187,7 +201,7 @@ def cmd_finetune_lm(args) -> dict:
     set_seed(args.seed)
     data = TextLMDataBunch.from_texts(texts, bs=args.bs, bptt=args.bptt, backwards=args.backwards, seed=args.seed,
                                       max_vocab=args.max_vocab, min_freq=args.min_freq, progress=not args.quiet,
-                                      pretrained_vocab=None if args.task_vocab_only else pretrained)
+                                      pretrained_vocab=None if args.task_vocab_only else pretrained, tokenizer=_tokenizer(args, pretrained))
     learn = language_model_learner(data, pretrained=pretrained, drop_mult=args.drop_mult, path=args.out, progress=not args.quiet)
     _check_space(out, learn.model)
     learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs, checkpoint=_ckpt(args, out),
@@ -206,10 +220,11 @@ def cmd_train_clas(args) -> dict:
     cols = [args.text_col, args.label_col]
     train = _read_csv(args.train, cols, args.encoding)
     valid = _read_csv(args.valid, cols, args.encoding) if args.valid else None    # none: --valid-pct of the training rows
-    vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
+    vocab = Vocab(read_checkpoint(args.encoder)['itos'], read_checkpoint(args.encoder).get('subword')) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,
-                                     valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet)
+                                     valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet,
+                                     tokenizer=_tokenizer(args, args.encoder))
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
                                     progress=not args.quiet)
     _check_space(out, learn.model)
@@ -328,6 +343,12 @@ def _positive_int(value: str) -> int:
 def _add_encoding(p):
     p.add_argument('--encoding', default='utf-8', help="the CSV files' text encoding (default: utf-8; e.g. latin-1, cp1252)")
 
+def _add_tokenizer(p):
+    p.add_argument('--tokenizer', choices=('spacy', 'sp'), default='spacy',
+                   help="spacy: words (ULMFiT); sp: SentencePiece subwords (MultiFiT), a unigram model trained on the training text (a pretrained LM's or encoder's own model if it has one)")
+    p.add_argument('--vocab-sz', type=_positive_int, default=None, help="the SentencePiece model's size (default: a quarter of the word types, at most 30,000)")
+    p.add_argument('--lang', default='en', help="the text's language (spaCy's rules; SentencePiece's character coverage)")
+
 def _add_common(p, out: str):
     p.add_argument('--out', default=out, help=f'folder for the artefacts and report (default: {out})')
     p.add_argument('--bs', type=_positive_int, default=64, help='batch size (paper: 64)')
@@ -437,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
     _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); _add_resume(p); p.set_defaults(func=cmd_demo)
+    for name in ('pretrain', 'finetune-lm', 'train-clas'): _add_tokenizer(sub.choices[name])
     for p in sub.choices.values():
         for act in p._actions:
             if not act.help and act.option_strings: act.help = _HELP.get(act.option_strings[0])

@@ -150,3 +150,30 @@ def test_bad_arguments(texts, monkeypatch):
     with pytest.raises(FitlamError, match='no text'): sp(rules=[]).fit(['\n', ' \n '])
     monkeypatch.setitem(sys.modules, 'sentencepiece', None)       # the package missing
     with pytest.raises(FitlamError, match='pip install sentencepiece'): sp().fit(texts)
+
+
+def test_cli_pretrain_finetune_classify_with_subwords(tmp_path, capsys):
+    "`--tokenizer sp --vocab-sz N` in stage 1; stages 2 and 3 pick the model up from the LM and the encoder; the export carries it."
+    from fitlam.cli import main
+    small = ['--bs', '4', '--bptt', '10', '--quiet', '--emb', '16', '--hid', '24', '--layers', '2', '--min-freq', '1']
+    (tmp_path/'corpus.txt').write_text('\n\n'.join(corpus(80, seed=2).text), encoding='utf-8')
+    corpus(100, seed=3).to_csv(tmp_path/'train.csv', index=False)
+    main(['pretrain', '--corpus', str(tmp_path/'corpus.txt'), '--out', str(tmp_path/'pre'), '--tokenizer', 'sp', '--vocab-sz', '150',
+          '--lang', 'de', *small])
+    pre = read_checkpoint(tmp_path/'pre'/'lm.pth')
+    assert len(SentencePieceTokenizer(sp_model=pre['sp_model'], lang='de').pieces()) == 150 and pre['subword']
+    with pytest.raises(SystemExit):        # the LM has its own model: another size is refused
+        main(['finetune-lm', '--train', str(tmp_path/'train.csv'), '--pretrained', str(tmp_path/'pre'/'lm.pth'), '--out', str(tmp_path/'x'),
+              '--tokenizer', 'sp', '--vocab-sz', '140', *small[:4]])
+    assert 'leave out --vocab-sz' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['train-clas', '--train', str(tmp_path/'train.csv'), '--out', str(tmp_path/'y'), '--vocab-sz', '140', *small[:4]])
+    assert 'add --tokenizer sp' in capsys.readouterr().err
+    main(['finetune-lm', '--train', str(tmp_path/'train.csv'), '--pretrained', str(tmp_path/'pre'/'lm.pth'), '--out', str(tmp_path/'lm'),
+          '--min-freq', '1', *small[:4]])
+    assert read_checkpoint(tmp_path/'lm'/'encoder.pth')['sp_model'] == pre['sp_model']
+    main(['train-clas', '--train', str(tmp_path/'train.csv'), '--encoder', str(tmp_path/'lm'/'encoder.pth'), '--out', str(tmp_path/'clas'),
+          '--final-epochs', '1', *small[:4]])
+    learn = load_learner(tmp_path/'clas'/'export.pth')
+    assert learn.tokenizer.sp_model == pre['sp_model'] and learn.vocab.subword == pre['subword']
+    assert learn.predict('Der Hund schläft.').label in ('de', 'zh')
