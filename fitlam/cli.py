@@ -18,7 +18,7 @@ from .callback import Callback
 from .core import FitlamError, atomic_write, is_stream, num_threads, set_seed
 from .vocab import Vocab
 from .tokenizer import Tokenizer
-from .subword import SentencePieceTokenizer
+from .subword import get_tokenizer
 from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
@@ -149,15 +149,7 @@ def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
 
 def _tokenizer(args, checkpoint=None) -> Tokenizer:
     "The tokenizer of `--tokenizer`/`--vocab-sz`/`--lang`; the SentencePiece model of `checkpoint` (a pretrained LM or an encoder) where it has one."
-    sp = args.tokenizer == 'sp'
-    if args.vocab_sz is not None and not sp: raise FitlamError('--vocab-sz is the size of a SentencePiece model: add --tokenizer sp')
-    if isinstance(checkpoint, tuple) and sp: raise FitlamError("--tokenizer sp: fastai's WikiText-103 LM is of word tokens (spaCy); pretrain one with --tokenizer sp")
-    ck = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else None
-    if ck is not None and 'sp_model' in ck:          # its own subword model: the only one its embeddings fit
-        if args.vocab_sz is not None: raise FitlamError(f'{checkpoint} has its own SentencePiece model ({len(ck["itos"])} tokens): leave out --vocab-sz')
-        return Tokenizer.from_config(ck['tokenizer'], trust_rules=False, sp_model=ck['sp_model'])
-    if ck is not None and sp: raise FitlamError(f'{checkpoint}: a model of word tokens (spaCy); --tokenizer sp needs one trained with it (fitlam pretrain --tokenizer sp)')
-    return SentencePieceTokenizer(args.lang, vocab_sz=args.vocab_sz) if sp else Tokenizer(args.lang)
+    return get_tokenizer(args.tokenizer, args.vocab_sz, args.lang, checkpoint)
 
 def _corpus_source(names: Sequence[str], max_words: int | None):
     "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy, hashlib, io, warnings
 from importlib.metadata import version
 from itertools import chain
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from .corpus import _cache_folder, _cache_key, as_source
 from .workers import _read_text_file
 
 # %% auto #0
-__all__ = ['default_vocab_sz', 'SentencePieceTokenizer']
+__all__ = ['default_vocab_sz', 'SentencePieceTokenizer', 'get_tokenizer']
 
 # %% ../nbs/16_subword.ipynb #77f5efb2
 # fastai's `eu_langs`: SentencePiece covers 99.999% of their characters, 99.98% of other languages' (large alphabets)
@@ -220,3 +221,20 @@ class _SPEncoder:
         ids = self.tok._sp.encode(prepped, out_type=int, num_threads=1)    # processes, not threads, share the work
         lens = np.fromiter(map(len, ids), np.int64, len(ids))
         return np.fromiter(chain.from_iterable(ids), np.int32, int(lens.sum())), lens
+
+# %% ../nbs/16_subword.ipynb #2d74c5ce
+def get_tokenizer(kind: str = 'spacy', vocab_sz: int | None = None, lang: str = 'en', pretrained=None) -> Tokenizer:
+    "The tokenizer `kind` names: 'spacy' (ULMFiT's words) or 'sp' (SentencePiece subwords, `vocab_sz` pieces, trained later on the corpus); the model of `pretrained` (a fitlam LM or encoder file) where it has one."
+    if kind not in ('spacy', 'sp'): raise FitlamError(f"tokenizer={kind!r}: expected 'spacy' (words) or 'sp' (SentencePiece subwords)")
+    sp = kind == 'sp'
+    if vocab_sz is not None and not sp: raise FitlamError('vocab_sz (--vocab-sz) is the size of a SentencePiece model: add tokenizer=sp (--tokenizer sp)')
+    if isinstance(pretrained, (tuple, list)) and sp:
+        raise FitlamError("tokenizer=sp: fastai's pretrained LMs (WikiText-103) are of word tokens; pretrain one with tokenizer=sp")
+    if isinstance(pretrained, (str, Path)):
+        from fitlam.models.pretrained import read_checkpoint    # (the models come after the tokenizers)
+        ck = read_checkpoint(pretrained)
+        if 'sp_model' in ck:              # its own subword model: the only one its embeddings fit
+            if vocab_sz is not None: raise FitlamError(f'{pretrained} has its own SentencePiece model ({len(ck["itos"])} tokens): leave out vocab_sz (--vocab-sz)')
+            return Tokenizer.from_config(ck['tokenizer'], trust_rules=False, sp_model=ck['sp_model'])
+        if sp: raise FitlamError(f'{pretrained}: a model of word tokens (spaCy); tokenizer=sp (--tokenizer sp) needs one trained with it')
+    return SentencePieceTokenizer(lang, vocab_sz=vocab_sz) if sp else Tokenizer(lang)
