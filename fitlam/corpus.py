@@ -258,7 +258,7 @@ def _cache_key(source, tok: Tokenizer) -> str:
     lib = [version('sentencepiece')] if 'base' in config else []     # a subword model's: its library's version too
     h.update(json.dumps([_CACHE_FORMAT, fitlam.__version__, version('spacy'), config] + lib, sort_keys=True).encode())
     h.update(source.fingerprint().encode())
-    custom = [_code_digest(r) for r in tok.rules + tok.post_rules if not _is_builtin(r)]
+    custom = [_code_digest(r) for r in tok.rules + tok.post_rules + ([tok.base] if callable(tok.base) else []) if not _is_builtin(r)]
     if custom: h.update(json.dumps(custom).encode())     # a rule's name is not enough: its code may have changed
     return h.hexdigest()
 

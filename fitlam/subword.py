@@ -94,6 +94,7 @@ class SentencePieceTokenizer(Tokenizer):
                  max_vocab_sz: int = 30_000, rules: Sequence[Callable] | None = None, post_rules: Sequence[Callable] | None = None,
                  special_toks: Sequence[str] | None = None, sp_model: bytes | None = None, n_threads: int = 4, max_cache: int = 2_000_000):
         super().__init__(lang, rules, post_rules, special_toks, max_cache)
+        self.base = 'sentencepiece'
         if model_type not in _MODEL_TYPES: raise FitlamError(f'SentencePieceTokenizer: model_type={model_type!r}: expected one of {list(_MODEL_TYPES)}')
         self.vocab_sz, self.max_vocab_sz = _check_int(vocab_sz, 'vocab_sz', 2, True), _check_int(max_vocab_sz, 'max_vocab_sz', 29)
         self.n_threads, self.model_type = _check_int(n_threads, 'n_threads', 1), model_type

@@ -274,6 +274,28 @@ class _StraddleGuard:
         return self._codes
 
 # %% ../nbs/10_tokenizer.ipynb #46ad8590
+class _FnEncoder:
+    "Turn texts into local token ids with a `Tokenizer`'s callable `base`: the rules, `base(text)`, the post-rules on each token."
+    def __init__(self, tok: Tokenizer): self.tok, self.itos, self.stoi = tok, [], {}
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        "Return the local ids of `texts` concatenated (int32), and the number of ids of each text (int64)."
+        ids, lens = array('i'), array('q')
+        for text in texts:
+            for r in self.tok.rules: text = r(text)
+            toks = self.tok.base(text)
+            if isinstance(toks, str) or not isinstance(toks, (list, tuple)) or not all(isinstance(t, str) and t for t in toks):
+                raise FitlamError(f'Tokenizer: base={getattr(self.tok.base, "__name__", self.tok.base)} must return a list of non-empty strings, '
+                                  f'got {toks!r:.80}')
+            n0 = len(ids)
+            for t in toks:
+                for r in self.tok.post_rules: t = r(t)
+                i = self.stoi.get(t)
+                if i is None: i = self.stoi[t] = len(self.itos); self.itos.append(t)
+                ids.append(i)
+            lens.append(len(ids) - n0)
+        return np.frombuffer(ids, np.int32), np.frombuffer(lens, np.int64)
+
 class _Encoder:
     "Turn texts into local token ids, memoizing rules + spaCy + post-rules per whitespace-separated piece."
     def __init__(self, tok: Tokenizer):
@@ -402,10 +424,15 @@ class _Encoder:
 
 # %% ../nbs/10_tokenizer.ipynb #c8a17d20
 class Tokenizer:
-    "spaCy's tokenizer for `lang` after ULMFiT's text `rules`, then `post_rules` on each token."
+    "spaCy's tokenizer for `lang` (or the function `base`: text -> tokens) after ULMFiT's text `rules`, then `post_rules` on each token."
     def __init__(self, lang: str = 'en', rules: Sequence[Callable] | None = None,
                  post_rules: Sequence[Callable] | None = None, special_toks: Sequence[str] | None = None,
-                 max_cache: int = 2_000_000):
+                 max_cache: int = 2_000_000, base: str | Callable = 'spacy'):
+        if base == 'sentencepiece': raise FitlamError("Tokenizer: base='sentencepiece' is SentencePieceTokenizer(lang, vocab_sz=...) (fitlam.subword)")
+        if base != 'spacy':
+            if not callable(base): raise FitlamError(f"Tokenizer: base={base!r:.40}: expected 'spacy' or a function (text -> list of tokens)")
+            _fn_name(base)                 # importable by name: workers and exported models rebuild it
+        self.base = base
         self.lang = lang
         self.rules = list(default_rules if rules is None else rules)
         self.post_rules = list(default_post_rules if post_rules is None else post_rules)
@@ -426,10 +453,10 @@ class Tokenizer:
         return nlp
 
     def reference(self, text: str, rules: Sequence[Callable] | None = None) -> list[str]:
-        "Tokenize `text` the plain way: every rule on the whole text, spaCy on the result, then the post-rules."
-        if self._ref_nlp is None: self._ref_nlp = self._new_nlp()
+        "Tokenize `text` the plain way: every rule on the whole text, spaCy (or `base`) on the result, then the post-rules."
+        if self._ref_nlp is None and self.base == 'spacy': self._ref_nlp = self._new_nlp()
         for r in (self.rules if rules is None else rules): text = r(text)
-        tokens = [t.text for t in self._ref_nlp.tokenizer(text)]
+        tokens = [t.text for t in self._ref_nlp.tokenizer(text)] if self.base == 'spacy' else list(self.base(text))
         for r in self.post_rules: tokens = [r(t) for t in tokens]
         return tokens
 
@@ -456,7 +483,7 @@ class Tokenizer:
             out.append([itos[i] for i in ids[pos:pos + n]]); pos += n
         return out
 
-    def _new_encoder(self): return _Encoder(self)
+    def _new_encoder(self): return _Encoder(self) if self.base == 'spacy' else _FnEncoder(self)
     needs_fit = False        # a subword tokenizer (`fitlam.subword`) is trained on the corpus first
     subword = None           # ... and then names its model (a hash), which a vocab built with it records
 
@@ -467,24 +494,25 @@ class Tokenizer:
     def to_config(self) -> dict:
         "Return the settings as a JSON-serialisable dict (rules as importable names)."
         return dict(lang=self.lang, rules=[_fn_name(r) for r in self.rules], post_rules=[_fn_name(r) for r in self.post_rules],
-                    special_toks=list(self.special_toks), max_cache=self.max_cache)
+                    special_toks=list(self.special_toks), max_cache=self.max_cache, **({'base': _fn_name(self.base)} if callable(self.base) else {}))
 
     @classmethod
     def from_config(cls, config: dict, trust_rules: bool = True, sp_model: bytes | None = None) -> Tokenizer:
         "Rebuild a tokenizer from `to_config()`'s dict (a `SentencePieceTokenizer`'s with its model `sp_model`); `trust_rules=False` (a file from elsewhere): only fitlam's own rules are imported."
         if not isinstance(config, dict): raise FitlamError(f'tokenizer config: expected a dict, got a {type(config).__name__}')
-        if 'base' in config:
+        if config.get('base') == 'sentencepiece':
             from fitlam.subword import SentencePieceTokenizer     # (the subword module builds on this one)
             return SentencePieceTokenizer.from_config(config, trust_rules, sp_model)
         if sp_model is not None: raise FitlamError('Tokenizer.from_config: a SentencePiece model given for a spaCy tokenizer config')
-        unknown = set(config) - {'lang', 'rules', 'post_rules', 'special_toks', 'max_cache'}
+        unknown = set(config) - {'lang', 'rules', 'post_rules', 'special_toks', 'max_cache', 'base'}
         if unknown: raise FitlamError(f'Tokenizer.from_config: unknown keys {sorted(unknown)}')
         return cls(lang=config.get('lang', 'en'), rules=[_fn_from_name(r, trust_rules) for r in config.get('rules', [])],
                    post_rules=[_fn_from_name(r, trust_rules) for r in config.get('post_rules', [])],
-                   special_toks=config.get('special_toks'), max_cache=config.get('max_cache', 2_000_000))
+                   special_toks=config.get('special_toks'), max_cache=config.get('max_cache', 2_000_000),
+                   base=_fn_from_name(config['base'], trust_rules) if 'base' in config else 'spacy')   # a function: imported as a rule is
 
     def __eq__(self, other): return isinstance(other, Tokenizer) and self.to_config() == other.to_config()
-    def __repr__(self): return f"Tokenizer(lang='{self.lang}', rules=[{', '.join(getattr(r, '__name__', str(r)) for r in self.rules)}])"
+    def __repr__(self): return f"Tokenizer(lang='{self.lang}', {'' if self.base == 'spacy' else f'base={self.base.__name__}, '}rules=[{', '.join(getattr(r, '__name__', str(r)) for r in self.rules)}])"
     def __getstate__(self): return self.to_config()
     def __setstate__(self, config): self.__dict__.update(Tokenizer.from_config(config).__dict__)
 

@@ -177,3 +177,19 @@ def test_cli_pretrain_finetune_classify_with_subwords(tmp_path, capsys):
     learn = load_learner(tmp_path/'clas'/'export.pth')
     assert learn.tokenizer.sp_model == pre['sp_model'] and learn.vocab.subword == pre['subword']
     assert learn.predict('Der Hund schläft.').label in ('de', 'zh')
+
+
+def test_callable_base(tmp_path):
+    "Any importable function as the base tokenizer: the rules and special tokens around it, workers, the cache, export's trust check."
+    import shlex
+    tok = Tokenizer(base=shlex.split)
+    texts = ['Der Hund "läuft schnell" WEG.', '我喜欢 在公园里 散步。'] * 10
+    assert tok.tokenize(texts, n_workers=2) == tok.tokenize(texts) == [tok.reference(t) for t in texts]
+    assert tok.tokenize(texts[:1])[0] == ['xxbos', 'xxmaj', 'der', 'xxmaj', 'hund', 'läuft▁schnell', 'xxup', 'weg.']
+    c1 = tokenize_corpus(texts, tok, cache_dir=tmp_path, n_workers=0, progress=False)
+    c2 = tokenize_corpus(texts, Tokenizer(), cache_dir=tmp_path, n_workers=0, progress=False)
+    assert not c2.from_cache and c1.path != c2.path and tokenize_corpus(texts, tok, cache_dir=tmp_path, n_workers=0, progress=False).from_cache
+    assert pickle.loads(pickle.dumps(tok)) == tok
+    with pytest.raises(FitlamError, match='trust_rules=True'): Tokenizer.from_config(tok.to_config(), trust_rules=False)
+    with pytest.raises(FitlamError, match='list of non-empty strings'): Tokenizer(base=shlex.quote)('a b')
+    with pytest.raises(FitlamError, match='not a lambda'): Tokenizer(base=lambda t: t.split())
