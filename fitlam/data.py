@@ -367,7 +367,9 @@ class TextLMDataBunch(_Bunch):
         """Build from text sources (`fitlam.corpus` sources, lists of texts, CSV paths); `kwargs` go to `__init__`.
         `pretrained_vocab` (the LM you will fine-tune, as `language_model_learner(pretrained=)` takes it, or its vocab):
         its words stay in the vocab however rare or absent here (within `max_vocab`), so they keep their pretrained
-        embeddings, in the validation and test texts too."""
+        embeddings, in the validation and test texts too. `tokenizer`: spaCy's words by default; a `SentencePieceTokenizer`
+        (`fitlam.subword`) is first trained on the training documents (not the validation ones), once (cached), and the
+        classifier's data bunch takes it with the vocab (`tokenizer=lm_data.tokenizer, vocab=lm_data.vocab`)."""
         refuse_fastai_args(f'{cls.__name__}.from_sources', kwargs, _FASTAI_DATA)
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
