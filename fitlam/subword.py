@@ -5,6 +5,7 @@
 # %% ../nbs/16_subword.ipynb #8f1277a1
 from __future__ import annotations
 import copy, hashlib, io, warnings
+from collections import deque
 from importlib.metadata import version
 from itertools import chain
 from pathlib import Path
@@ -49,30 +50,38 @@ def default_vocab_sz(n_types: int, max_vocab_sz: int = 30_000) -> int:
     return max(-(-res // 8) * 8, 29)
 
 # %% ../nbs/16_subword.ipynb #3e20a2aa
+def _drain(q: deque) -> Iterator[str]:
+    "Yield and drop the items of `q` in order: SentencePiece copies each line, so the Python copy goes as it is read."
+    while q: yield q.popleft()
+
+def _n_types(lines: Iterable[str], enough: int) -> int:
+    "The number of whitespace-separated word types in `lines` (counting stops past `enough`)."
+    types = set()
+    for l in lines:
+        types.update(l.split())
+        if len(types) > enough: break
+    return len(types)
+
 def _train_proto(tok: SentencePieceTokenizer, texts: Iterable[str]) -> bytes:
     "The serialized SentencePiece model `tok`'s settings make from `texts` (after its rules; each line a sentence)."
     spm = _sentencepiece()
-    lines, types = [], set()
+    lines = deque()
     for t in texts:
         for r in tok.rules: t = r(t)
         lines.extend(l for l in t.split('\n') if l.strip())
     if not lines: raise FitlamError('SentencePieceTokenizer.fit: no text to train on')
-    if tok.vocab_sz is None:
-        for l in lines:
-            types.update(l.split())
-            if len(types) // 4 > tok.max_vocab_sz: break
-    vocab_sz = tok.vocab_sz or default_vocab_sz(len(types), tok.max_vocab_sz)
+    vocab_sz, n_lines = tok.vocab_sz or default_vocab_sz(_n_types(lines, 4 * tok.max_vocab_sz), tok.max_vocab_sz), len(lines)
     out = io.BytesIO()
     spm.set_random_generator_seed(0)     # only used if SentencePiece samples; the model depends on n_threads, fixed
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=out, vocab_size=vocab_sz, model_type=tok.model_type,
+            sentence_iterator=_drain(lines), model_writer=out, vocab_size=vocab_sz, model_type=tok.model_type,
             character_coverage=tok.char_coverage, user_defined_symbols=[_WS + t for t in tok.special_toks],
             unk_id=0, pad_id=-1, bos_id=-1, eos_id=-1, hard_vocab_limit=tok.vocab_sz is not None, num_threads=tok.n_threads,
             max_sentence_length=1 << 16, minloglevel=2)
     except RuntimeError as e:                  # 'INTERNAL: src/trainer_interface.cc(744) [check] Vocabulary size too high ...'
         why = str(e).strip().split('] ', 1)[-1][:300]
-        raise FitlamError(f'SentencePieceTokenizer: vocab_sz={vocab_sz} for {len(lines)} lines of text: SentencePiece refused: '
+        raise FitlamError(f'SentencePieceTokenizer: vocab_sz={vocab_sz} for {n_lines} lines of text: SentencePiece refused: '
                           f'{why} Choose another vocab_sz (None: from the corpus)') from None
     return out.getvalue()
 
