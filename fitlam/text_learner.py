@@ -247,6 +247,11 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
     "An `LMLearner` on `data`, optionally from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`)."
     pretrained = _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
     if isinstance(pretrained, Path) and config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)   # a fitlam LM: its sizes, our dropouts
+    if isinstance(pretrained, Path) and read_checkpoint(pretrained).get('subword') != getattr(data.vocab, 'subword', None):
+        sub = read_checkpoint(pretrained).get('subword')       # its rows are pieces of one subword model: another one's pieces mean other things
+        raise FitlamError(f"{pretrained}: an LM of {'the subword model ' + sub if sub else 'word tokens'}, the data's vocab is of "
+                          f"{'the subword model ' + data.vocab.subword if getattr(data.vocab, 'subword', None) else 'word tokens'}: tokenize "
+                          f'with the LM\'s own tokenizer (tokenizer=get_tokenizer(pretrained=path), fitlam.subword)')
     config = (config or FASTAI_LM_CONFIG).scaled(drop_mult)
     model = LanguageModel(len(data.vocab), config)
     if pretrained is not None:

@@ -9,7 +9,7 @@ import torch
 from fitlam.core import FitlamError
 from fitlam.tokenizer import Tokenizer
 from fitlam.corpus import tokenize_corpus
-from fitlam.subword import SentencePieceTokenizer
+from fitlam.subword import SentencePieceTokenizer, get_tokenizer
 from fitlam.vocab import Vocab
 from fitlam.data import TextLMDataBunch, TextClasDataBunch
 from fitlam.models.awdlstm import AWDLSTMConfig
@@ -137,6 +137,14 @@ def test_classifier_reuses_lm_model_export_and_encoder(tmp_path):
     same_pieces = Vocab(lm_data.vocab.itos, subword=other.tokenizer.subword)     # the same pieces, cut by another model
     with pytest.raises(FitlamError, match='subword model'): load_encoder(learn.model, enc, same_pieces)
     with pytest.raises(FitlamError, match='subword model'): load_encoder(learn.model, enc, Vocab(lm_data.vocab.itos))
+    # a pretrained LM brings its own subword model: data of another one is refused, get_tokenizer gives the right one
+    lm_path = lm.save_lm('lm')
+    with pytest.raises(FitlamError, match="LM's own tokenizer"):
+        language_model_learner(other, pretrained=lm_path, config=AWDLSTMConfig(**TINY_AWD), progress=False, path=tmp_path)
+    own = get_tokenizer(pretrained=lm_path)
+    assert own.sp_model == lm_data.tokenizer.sp_model and own == lm_data.tokenizer
+    again = TextLMDataBunch.from_df(df, tokenizer=own, bs=4, bptt=12, min_freq=1, cache_dir=tmp_path, n_workers=0, progress=False)
+    language_model_learner(again, pretrained=lm_path, progress=False, path=tmp_path)
 
 
 def test_bad_arguments(texts, monkeypatch):
