@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, _bad_rows, atomic_save, listify, set_seed
 from .corpus import DocIds, ListSource
 from .tokenizer import Tokenizer
+from .subword import get_tokenizer
 from .vocab import Vocab, _check_classes, _label_names
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
@@ -507,12 +508,13 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
            verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None, tokenizer: Tokenizer | None = None) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `tokenizer`: the LM's, which the classifier reuses (a `SentencePieceTokenizer` is trained on the LM's training texts)."
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `tokenizer`: the LM's, which the classifier reuses (default: `pretrained`'s own subword model if it has one, else spaCy's words; a new `SentencePieceTokenizer` is trained on the LM's training texts)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
         _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
         if (nan := _labels(d, [label_col], name).isna().to_numpy()).any(): raise FitlamError(f'{name}: missing (NaN) label in rows {_bad_rows(nan)}')
     path, t0 = Path(path), time.perf_counter()
     pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
+    if tokenizer is None and isinstance(pretrained, Path): tokenizer = get_tokenizer(pretrained=pretrained)   # its own subword model, if any
     set_seed(seed)
     texts = list(train_df[text_col].astype(str)) + list(valid_df[text_col].astype(str)) + list(lm_texts)
     lm_data = TextLMDataBunch.from_texts(texts, bs=bs, bptt=bptt, backwards=backwards, seed=seed, valid_pct=0.1,

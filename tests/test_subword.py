@@ -201,3 +201,15 @@ def test_callable_base(tmp_path):
     with pytest.raises(FitlamError, match='trust_rules=True'): Tokenizer.from_config(tok.to_config(), trust_rules=False)
     with pytest.raises(FitlamError, match='list of non-empty strings'): Tokenizer(base=shlex.quote)('a b')
     with pytest.raises(FitlamError, match='not a lambda'): Tokenizer(base=lambda t: t.split())
+
+
+def test_ulmfit_with_subwords(tmp_path, monkeypatch):
+    "The whole recipe on subwords: the classifier reuses the LM's model, the export carries it."
+    from fitlam.text_learner import ulmfit
+    monkeypatch.setenv('FITLAM_CACHE', str(tmp_path/'cache'))
+    df = corpus(120, seed=4)
+    learn = ulmfit(df[:90], df[90:], tokenizer=sp(), config=AWDLSTMConfig(**TINY_AWD), bs=4, bptt=10, min_freq=1, path=tmp_path,
+                   clas_epochs=1, clas_final_epochs=1, progress=False, verbose=False)
+    tok = learn.tokenizer
+    assert isinstance(tok, SentencePieceTokenizer) and learn.vocab.subword == tok.subword
+    assert load_learner(learn.export(tmp_path/'u.pth')).tokenizer.sp_model == tok.sp_model
