@@ -10,6 +10,7 @@ from .core import *
 from .csvio import *
 from .tokenizer import *
 from .corpus import *
+from .subword import *
 from .vocab import *
 from .data import *
 from .download import *

@@ -17,6 +17,8 @@ from . import __version__
 from .callback import Callback
 from .core import FitlamError, atomic_write, is_stream, num_threads, set_seed
 from .vocab import Vocab, _check_not_targets, encode_targets
+from .tokenizer import Tokenizer
+from .subword import get_tokenizer
 from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
@@ -147,6 +149,10 @@ def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
     return AWDLSTMConfig(**{**base.to_dict(), **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items()
                                                   if v is not None}})
 
+def _tokenizer(args, checkpoint=None) -> Tokenizer:
+    "The tokenizer of `--tokenizer`/`--vocab-sz`/`--lang`; the SentencePiece model of `checkpoint` (a pretrained LM or an encoder) where it has one."
+    return get_tokenizer(args.tokenizer, args.vocab_sz, args.lang, checkpoint)
+
 def _corpus_source(names: Sequence[str], max_words: int | None):
     "A streaming source over the corpora `names` (paths, or `gutenberg`/`wikitext2` under `$FITLAM_DATA`), up to `max_words` words."
     return Corpus([f for name in names for f in get_corpus(name).files]).source(max_words=max_words)
@@ -171,7 +177,7 @@ def cmd_pretrain(args) -> dict:
     learn = pretrain_lm(_corpus_source(args.corpus, args.max_words), config=_config(args), epochs=args.epochs, lr=args.lr, bs=args.bs, bptt=args.bptt,
                         max_vocab=args.max_vocab, min_freq=args.min_freq, drop_mult=args.drop_mult, backwards=args.backwards,
                         seed=args.seed, path=args.out, progress=not args.quiet, checkpoint=_ckpt(args, out), resume=args.resume,
-                        cbs=[_DiskCheck(out)])
+                        cbs=[_DiskCheck(out)], tokenizer=_tokenizer(args))
     lm_path = learn.save_lm(out/'lm.pth')
     _ckpt(args, out).unlink(missing_ok=True)
     _final(learn, f'saved the LM to {lm_path}')
@@ -189,7 +195,7 @@ def cmd_finetune_lm(args) -> dict:
     set_seed(args.seed)
     data = TextLMDataBunch.from_texts(texts, bs=args.bs, bptt=args.bptt, backwards=args.backwards, seed=args.seed,
                                       max_vocab=args.max_vocab, min_freq=args.min_freq, progress=not args.quiet,
-                                      pretrained_vocab=None if args.task_vocab_only else pretrained)
+                                      pretrained_vocab=None if args.task_vocab_only else pretrained, tokenizer=_tokenizer(args, pretrained))
     learn = language_model_learner(data, pretrained=pretrained, drop_mult=args.drop_mult, path=args.out, progress=not args.quiet)
     _check_space(out, learn.model)
     learn.fine_tune(args.epochs, lr=args.lr, lr_factor=args.lr_factor, freeze_epochs=args.freeze_epochs, checkpoint=_ckpt(args, out),
@@ -212,11 +218,11 @@ def cmd_train_clas(args) -> dict:
     for f, d in ((args.train, train), (args.valid, valid)):                     # numbers, each finite: an error naming the file
         if args.regression and d is not None: encode_targets(d[[args.label_col]], str(f), [args.label_col])
     if not args.regression: _check_not_targets(train[args.label_col].unique().tolist(), str(args.train), how='--regression')
-    vocab = Vocab(read_checkpoint(args.encoder)['itos']) if args.encoder else None
+    vocab = Vocab(read_checkpoint(args.encoder)['itos'], read_checkpoint(args.encoder).get('subword')) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,
                                      valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet,
-                                     regression=args.regression)
+                                     regression=args.regression, tokenizer=_tokenizer(args, args.encoder))
     learn = text_classifier_learner(data, encoder=args.encoder, drop_mult=args.drop_mult, bptt=args.bptt, path=args.out,
                                     progress=not args.quiet, y_range=args.y_range and tuple(args.y_range))
     _check_space(out, learn.model)
@@ -330,7 +336,7 @@ def cmd_demo(args) -> dict:
         limit = f'the first {args.pretrain_words:,} words of ' if args.pretrain_words else ''
         print(f'stage 1: pretraining an LM ({config.emb_sz}/{config.n_hid}/{config.n_layers}) on {limit}{", ".join(corpus)}')
         lm = pretrain_lm(_corpus_source(corpus, args.pretrain_words), config=config, epochs=args.pretrain_epochs, lr=args.pretrain_lr,
-                         bs=args.bs, bptt=args.bptt,
+                         bs=args.bs, bptt=args.bptt, tokenizer=_tokenizer(args),
                          max_vocab=args.max_vocab, seed=args.seed, path=out, progress=not args.quiet, checkpoint=ck, resume=resume)
         pretrained = lm.save_lm(out/'pretrained_lm.pth')
         source = f"{', '.join(corpus)}: {lm.data.train_dl.n_tokens:,} training tokens"
@@ -344,7 +350,8 @@ def cmd_demo(args) -> dict:
                   lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_epochs=args.clas_epochs,
                   clas_stage_epochs=args.clas_stage_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
                   path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
-                  timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None)
+                  timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None,
+                  tokenizer=None if pretrained else _tokenizer(args))     # a pretrained LM brings its own (its subword model)
     acc = clas.validate()['accuracy']
     yardstick = _yardstick(clas.data, 1 - acc)
     model = clas.export()
@@ -373,6 +380,12 @@ def _positive_int(value: str) -> int:
 
 def _add_encoding(p):
     p.add_argument('--encoding', default='utf-8', help="the CSV files' text encoding (default: utf-8; e.g. latin-1, cp1252)")
+
+def _add_tokenizer(p):
+    p.add_argument('--tokenizer', choices=('spacy', 'sp'), default='spacy',
+                   help="spacy: words (ULMFiT); sp: SentencePiece subwords (MultiFiT), a unigram model trained on the training text (a pretrained LM's or encoder's own model if it has one)")
+    p.add_argument('--vocab-sz', type=_positive_int, default=None, help="the SentencePiece model's size (default: a quarter of the word types, at most 30,000)")
+    p.add_argument('--lang', default='en', help="the text's language (spaCy's rules; SentencePiece's character coverage)")
 
 def _add_common(p, out: str):
     p.add_argument('--out', default=out, help=f'folder for the artefacts and report (default: {out})')
@@ -485,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
-    _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); _add_resume(p); p.set_defaults(func=cmd_demo)
+    _add_tokenizer(p); _add_model_args(p, 200, 512, 2); _add_common(p, 'fitlam_demo'); _add_resume(p); p.set_defaults(func=cmd_demo)
+    for name in ('pretrain', 'finetune-lm', 'train-clas'): _add_tokenizer(sub.choices[name])
     for p in sub.choices.values():
         for act in p._actions:
             if not act.help and act.option_strings: act.help = _HELP.get(act.option_strings[0])

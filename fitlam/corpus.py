@@ -190,6 +190,8 @@ class TokenizedCorpus:
         if len(self.itos) != len(self.counts) or self.offsets[0] != 0 or self.offsets[-1] != self.n_tokens:
             raise FitlamError(f'{self.path}: a corrupt token cache (vocab, counts and offsets disagree); delete the folder to tokenize again')
         self.from_cache = True
+        sp = self.path/'spm.model'       # a subword tokenizer's model, kept with the tokens it made
+        self.sp_model = sp.read_bytes() if sp.exists() else None
 
     def _verify(self):
         "Check each file's CRC-32 against `meta.json`, token ids and offsets in range: once per process for the same files."
@@ -252,9 +254,11 @@ def _cache_key(source, tok: Tokenizer) -> str:
     from importlib.metadata import version           # spaCy's version, without importing spaCy
     import fitlam
     h = _hasher()
-    h.update(json.dumps([_CACHE_FORMAT, fitlam.__version__, version('spacy'), tok.to_config()], sort_keys=True).encode())
+    config = tok.to_config()
+    lib = [version('sentencepiece')] if 'base' in config else []     # a subword model's: its library's version too
+    h.update(json.dumps([_CACHE_FORMAT, fitlam.__version__, version('spacy'), config] + lib, sort_keys=True).encode())
     h.update(source.fingerprint().encode())
-    custom = [_code_digest(r) for r in tok.rules + tok.post_rules if not _is_builtin(r)]
+    custom = [_code_digest(r) for r in tok.rules + tok.post_rules + ([tok.base] if callable(tok.base) else []) if not _is_builtin(r)]
     if custom: h.update(json.dumps(custom).encode())     # a rule's name is not enough: its code may have changed
     return h.hexdigest()
 
@@ -265,10 +269,8 @@ def _is_builtin(rule) -> bool:
 def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, n_workers: int | None = None,
                     chunk_chars: int = 1 << 20, progress: bool = True) -> TokenizedCorpus:
     "Tokenize `source` (a source, list of texts or .csv path) to a cached, memory-mapped `TokenizedCorpus`."
-    source, tok = as_source(source), tokenizer or Tokenizer()
-    if cache_dir is False: cache_dir = _temp_cache()
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if cache_dir.exists() and not cache_dir.is_dir(): raise FitlamError(f'cache_dir={str(cache_dir)!r}: a file, expected a folder for the token cache')
+    source, tok, cache_dir = as_source(source), tokenizer or Tokenizer(), _cache_folder(cache_dir)
+    if tok.needs_fit: tok = tok.fit_sources([(source, None)], cache_dir)    # an untrained subword tokenizer: trained on `source` (cached)
     final = cache_dir/_cache_key(source, tok)[:32]
     if (final/'meta.json').exists():
         try: return TokenizedCorpus(final)
@@ -289,6 +291,7 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
         if n_docs == 0: raise FitlamError(f'{source}: no documents')
         vocab.counts.view().tofile(tmp/'counts.i64')
         (tmp/'itos.json').write_text(json.dumps(vocab.itos, ensure_ascii=False), encoding='utf-8')
+        if getattr(tok, 'sp_model', None) is not None: (tmp/'spm.model').write_bytes(tok.sp_model)
         meta = dict(format=_CACHE_FORMAT, n_docs=n_docs, n_tokens=n_tokens, n_types=len(vocab.itos),
                     checksums={f: _crc32(tmp/f) for f in _CACHE_FILES}, tokenizer=tok.to_config(), source=repr(source))
         (tmp/'meta.json').write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding='utf-8')
@@ -300,6 +303,13 @@ def tokenize_corpus(source, tokenizer: Tokenizer | None = None, cache_dir=None, 
     corpus = TokenizedCorpus(final)
     corpus.from_cache = False
     return corpus
+
+def _cache_folder(cache_dir) -> Path:
+    "The token cache folder `cache_dir` (None: `default_cache_dir()`; False: a temporary one), checked not to be a file."
+    if cache_dir is False: cache_dir = _temp_cache()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if cache_dir.exists() and not cache_dir.is_dir(): raise FitlamError(f'cache_dir={str(cache_dir)!r}: a file, expected a folder for the token cache')
+    return cache_dir
 
 def _fsync(path: Path):
     "Flush a file or a folder (its entries) to disk; a no-op where the OS cannot open folders (Windows)."

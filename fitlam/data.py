@@ -196,6 +196,28 @@ class _Corpora:
     def tokenize(self, source) -> TokenizedCorpus:
         return tokenize_corpus(source, self.tokenizer, cache_dir=self.cache_dir, n_workers=self.n_workers, progress=self.progress)
 
+    def fit(self, sources: Sequence, valid, valid_idx, valid_pct: float, seed: int, vocab: Vocab | None):
+        """Train an untrained subword tokenizer (`fitlam.subword`) on the training documents of `sources` (the split the
+        data bunch makes: all of them if `valid` is given), once (cached); check that a given `vocab` was built with it."""
+        tok = self.tokenizer
+        if vocab is not None:
+            if tok.needs_fit: raise FitlamError(f'vocab= was given with an untrained {type(tok).__name__}: pass the tokenizer the vocab was built '
+                                                'with too (tokenizer=lm_data.tokenizer, as vocab=lm_data.vocab)')
+            if getattr(vocab, 'subword', None) != tok.subword:
+                raise FitlamError(f"vocab= was built with {'the subword model ' + vocab.subword if getattr(vocab, 'subword', None) else 'word tokens'}"
+                                  f", the tokenizer is {'the subword model ' + tok.subword if tok.subword else 'a word tokenizer'}: pass the "
+                                  'tokenizer the vocab was built with (tokenizer=lm_data.tokenizer, vocab=lm_data.vocab)')
+            return
+        if not tok.needs_fit: return
+        sources = [as_source(s) for s in sources]
+        if valid is not None: parts = [(s, None) for s in sources]
+        else:                        # the documents `from_sources` will train on: the same split, made before tokenizing
+            sizes = [len(s) for s in sources]
+            tr = (_split_idx(valid_idx, sum(sizes)) if valid_idx is not None else _split(sum(sizes), valid_pct, seed))[0]
+            starts = np.cumsum([0] + sizes)
+            parts = [(s, tr[(tr >= starts[k]) & (tr < starts[k + 1])] - starts[k]) for k, s in enumerate(sources)]
+        self.tokenizer = tok.fit_sources(parts, self.cache_dir)
+
     @staticmethod
     def check_vocab_args(vocab, pretrained):
         "A finished `vocab` and words to keep in a vocab built here (`pretrained_vocab`) cannot both be given."
@@ -203,16 +225,15 @@ class _Corpora:
             raise FitlamError('vocab= and pretrained_vocab= were both given: pass vocab= (a finished vocab, e.g. the LM data bunch\'s) '
                               'or pretrained_vocab= (the pretrained LM whose words a vocab built here keeps), not both')
 
-    @staticmethod
-    def vocab(train: Sequence[tuple[TokenizedCorpus, np.ndarray | None]], max_vocab: int, min_freq: int, pretrained=None) -> Vocab:
-        "The vocab of the training documents (`(corpus, doc indices or None for all)` pairs), keeping the words of a `pretrained` LM."
+    def vocab(self, train: Sequence[tuple[TokenizedCorpus, np.ndarray | None]], max_vocab: int, min_freq: int, pretrained=None) -> Vocab:
+        "The vocab of the training documents (`(corpus, doc indices or None for all)` pairs), keeping the words of a `pretrained` LM; it records the tokenizer's subword model."
         counts = Counter()
         for corpus, docs in train: counts.update(_counts(corpus, docs))
         if pretrained is not None:
             from fitlam.models.pretrained import pretrained_itos     # (fitlam.models comes after the data)
             try: pretrained = pretrained_itos(pretrained)
             except FitlamError as e: raise FitlamError(f'pretrained_vocab: {e}') from e
-        return Vocab.from_counts(counts, max_vocab=max_vocab, min_freq=min_freq, include=pretrained or ())
+        return Vocab.from_counts(counts, max_vocab=max_vocab, min_freq=min_freq, include=pretrained or (), subword=self.tokenizer.subword)
 
     @staticmethod
     def docs(corpus: TokenizedCorpus, vocab: Vocab, idxs: np.ndarray | None = None) -> DocIds:
@@ -359,11 +380,14 @@ class TextLMDataBunch(_Bunch):
         """Build from text sources (`fitlam.corpus` sources, lists of texts, CSV paths); `kwargs` go to `__init__`.
         `pretrained_vocab` (the LM you will fine-tune, as `language_model_learner(pretrained=)` takes it, or its vocab):
         its words stay in the vocab however rare or absent here (within `max_vocab`), so they keep their pretrained
-        embeddings, in the validation and test texts too."""
+        embeddings, in the validation and test texts too. `tokenizer`: spaCy's words by default; a `SentencePieceTokenizer`
+        (`fitlam.subword`) is first trained on the training documents (not the validation ones), once (cached), and the
+        classifier's data bunch takes it with the vocab (`tokenizer=lm_data.tokenizer, vocab=lm_data.vocab`)."""
         refuse_fastai_args(f'{cls.__name__}.from_sources', kwargs, _FASTAI_DATA)
         _Corpora.check_vocab_args(vocab, pretrained_vocab)
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
         extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
+        cp.fit([train, *extra], valid, valid_idx, valid_pct, seed, vocab)       # a subword tokenizer: trained on the training split
         corpora = [cp.tokenize(as_source(s)) for s in [train, *extra]]
         sizes = np.array([len(c) for c in corpora])
         if valid is not None:                        # a validation set of its own
@@ -464,6 +488,7 @@ class TextClasDataBunch(_Bunch):
             labels = _check_labels_present(pd.Series(train_labels).reset_index(drop=True), 'labels')
             if classes is None and label_delim is None: _check_not_targets(labels.unique().tolist(), 'labels')   # numbers to predict?
         cp = _Corpora(tokenizer, cache_dir, n_workers, progress)
+        cp.fit([train], valid, valid_idx, valid_pct, seed, vocab)               # a subword tokenizer: trained on the training split
         tc = cp.tokenize(as_source(train))
         if len(train_labels) != len(tc): raise FitlamError(f'{len(train_labels)} labels for {len(tc)} training texts')
         take = lambda y, idx: y[idx] if isinstance(y, np.ndarray) else pd.Series(y).iloc[idx].reset_index(drop=True)

@@ -16,7 +16,8 @@ from .core import FitlamError, TextFrame
 from .data import ClasLoader
 from .metrics import class_scores, figure_axes
 from .baseline import baseline
-from .text_learner import ClassifierLearner, detokenize, texts_to_loader
+from .text_learner import ClassifierLearner, texts_to_loader
+from .tokenizer import detokenize
 
 # %% auto #0
 __all__ = ['TopLosses', 'ClassificationInterpretation', 'token_importance', 'show_importance']

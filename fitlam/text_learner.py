@@ -17,15 +17,15 @@ from torch import Tensor, nn
 
 from .core import BOS, EOS, FLD, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, FitlamError, TextFrame, _bad_rows, atomic_save, listify, set_seed
 from .corpus import DocIds, ListSource
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, detokenize
+from .subword import get_tokenizer
 from .vocab import Vocab, _check_classes, _check_not_targets, _label_names
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
 from .fastai_names import AWD_LSTM
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
 from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier, _check_y_range
-from .models.pretrained import (build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder,
-                                      save_model)
+from .models.pretrained import build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder, save_model
 from .learner import Learner, fit_stages, _check_fine_tune_lr
 from .optimizer import resolve_lrs, ulmfit_adam, _check_epochs, _check_lr
 from .checkpoint import load_file
@@ -37,9 +37,9 @@ from .callback import Callback
 
 # %% auto #0
 __all__ = ['ULMFIT_LM_LR', 'ULMFIT_CLAS_LR', 'ULMFIT_LR_FACTOR', 'EXPORT_FORMAT', 'EXPORT_VERSION', 'texts_to_loader',
-           'detokenize', 'TextLearner', 'NoTransferWarning', 'FusedLMLoss', 'LMLearner', 'language_model_learner',
-           'pretrain_lm', 'Prediction', 'ClassifierLearner', 'text_classifier_learner', 'export_learner',
-           'load_learner', 'Ensemble', 'ulmfit', 'ulmfit_ensemble']
+           'TextLearner', 'NoTransferWarning', 'FusedLMLoss', 'LMLearner', 'language_model_learner', 'pretrain_lm',
+           'Prediction', 'ClassifierLearner', 'text_classifier_learner', 'export_learner', 'load_learner', 'Ensemble',
+           'ulmfit', 'ulmfit_ensemble']
 
 # %% ../nbs/40_text_learner.ipynb #906368cb
 ULMFIT_LM_LR = 4e-3        # base LR for target-task LM fine-tuning (sec. 4)
@@ -70,31 +70,6 @@ def texts_to_loader(texts: Sequence[str], tokenizer: Tokenizer, vocab: Vocab, bs
     docs = DocIds.from_lists([vocab.numericalize(t) for t in tokens])
     return ClasLoader(docs, None, bs=bs, shuffle=False, pad_idx=vocab.pad_idx, backwards=backwards)
 
-# %% ../nbs/40_text_learner.ipynb #9183ef4f
-_CLOSING = set(".,!?;:%)]}'")
-_CONTRACTIONS = {"n't", "'s", "'re", "'ve", "'m", "'ll", "'d"}
-
-def detokenize(tokens: Sequence[str]) -> str:
-    "Undo the ULMFiT rules on `tokens` and join them into readable text."
-    out, i, n = [], 0, len(tokens)
-    while i < n:
-        t = tokens[i]
-        if t in (BOS, EOS, PAD): i += 1; continue
-        if t == FLD: i += 2; continue                                   # `xxfld 1`
-        if t in (TK_MAJ, TK_UP):
-            w = tokens[i + 1] if i + 1 < n else UNK
-            if w in SPECIAL_TOKENS: i += 1; continue                       # `xxmaj xxunk` stays `xxunk`; a last `xxmaj` goes
-            out.append(w.upper() if t == TK_UP else w[:1].upper() + w[1:]); i += 2; continue
-        if t in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit():
-            k, w = int(tokens[i + 1]), tokens[i + 2]
-            out.append(w * k if t == TK_REP else ' '.join([w] * k)); i += 3; continue
-        out.append(t.replace('▁', ' ')); i += 1
-    text = ''
-    for w in out:
-        glued = w in _CONTRACTIONS or (w and set(w) <= _CLOSING)
-        text += w if (not text or glued or text.endswith(('(', '\n'))) else ' ' + w
-    return text
-
 # %% ../nbs/40_text_learner.ipynb #cd482e35
 class TextLearner(Learner):
     "A `Learner` for an AWD-LSTM model that knows its vocab, tokenizer and reading direction (the data's `backwards`; if given, it must agree), with AR/TAR and optional gradient clipping."
@@ -118,8 +93,8 @@ class TextLearner(Learner):
         return export_learner(self, fname if isinstance(fname, Path) else self.path/fname)
 
     def save_encoder(self, name) -> Path:
-        "Save the encoder (embedding + LSTMs) with the vocab and the direction to `path/model_dir/name.pth` (or the `Path` `name`)."
-        return save_encoder(self._file(name), self.model, self.vocab, self.backwards)
+        "Save the encoder (embedding + LSTMs) with the vocab, the direction (and a subword tokenizer's model) to `path/model_dir/name.pth` (or the `Path` `name`)."
+        return save_encoder(self._file(name), self.model, self.vocab, self.backwards, self.tokenizer)
 
     def load_encoder(self, name) -> TextLearner:
         "Load an encoder saved by `save_encoder`; its vocab (and direction) must be this learner's (a clear error otherwise)."
@@ -225,7 +200,7 @@ class LMLearner(TextLearner):
 
     def save_lm(self, name) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
-        return save_model(self._file(name), self.model, self.vocab, self.backwards)
+        return save_model(self._file(name), self.model, self.vocab, self.backwards, self.tokenizer)
 
     @torch.no_grad()
     def predict(self, prompt: str, n_words: int = 20, temperature: float = 1., no_unk: bool = True, seed: int | None = None,
@@ -255,7 +230,7 @@ class LMLearner(TextLearner):
                 logits = self.model(torch.tensor([[nxt]], device=self.device))[0, -1]   # the hidden state carries the context
         finally: self.model.reset(); self.model.train(was_training)
         all_tokens = lead + out[::-1] + body if self.backwards else tokens + out
-        return detokenize(all_tokens) if decode else all_tokens
+        return detokenize(self.tokenizer.words(all_tokens)) if decode else all_tokens     # subword pieces joined into words first
 
 # %% ../nbs/40_text_learner.ipynb #b12c8638
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
@@ -267,6 +242,11 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
     if pretrained is None: _warn_no_transfer('language_model_learner', 'pretrained=')
     pretrained = None if pretrained is False else _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
     if isinstance(pretrained, Path) and config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)   # a fitlam LM: its sizes, our dropouts
+    if isinstance(pretrained, Path) and read_checkpoint(pretrained).get('subword') != getattr(data.vocab, 'subword', None):
+        sub = read_checkpoint(pretrained).get('subword')       # its rows are pieces of one subword model: another one's pieces mean other things
+        raise FitlamError(f"{pretrained}: an LM of {'the subword model ' + sub if sub else 'word tokens'}, the data's vocab is of "
+                          f"{'the subword model ' + data.vocab.subword if getattr(data.vocab, 'subword', None) else 'word tokens'}: tokenize "
+                          f'with the LM\'s own tokenizer (tokenizer=get_tokenizer(pretrained=path), fitlam.subword)')
     config = (config or FASTAI_LM_CONFIG).scaled(drop_mult)
     model = LanguageModel(len(data.vocab), config)
     if pretrained is not None:
@@ -280,11 +260,11 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
 def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, epochs: int = 1, lr: float = 5e-3, bs: int = 64,
                 bptt: int = 70, drop_mult: float = 0.5, max_vocab: int = 60_000, min_freq: int = 3, valid_pct: float = 0.05,
                 backwards: bool = False, seed: int = 42, path='.', progress: bool = True, checkpoint=None, resume=None,
-                **kwargs) -> LMLearner:
-    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`."
+                tokenizer: Tokenizer | None = None, **kwargs) -> LMLearner:
+    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`; `tokenizer`: spaCy's by default, or a `SentencePieceTokenizer` (trained on `texts`)."
     set_seed(seed)
     data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
-                                        min_freq=min_freq, backwards=backwards, progress=progress)
+                                        min_freq=min_freq, backwards=backwards, progress=progress, tokenizer=tokenizer)
     learn = language_model_learner(data, config=config, pretrained=False, drop_mult=drop_mult, path=path, progress=progress, **kwargs)
     learn.fit_one_cycle(epochs, lr=lr, checkpoint=checkpoint, resume=resume)
     return learn
@@ -341,7 +321,7 @@ class ClassifierLearner(TextLearner):
         n = min(n, len(dl.docs))
         docs, labels = dl.docs.subset(np.arange(n)), dl.labels[:n]
         probs, _ = self.get_preds(dl=ClasLoader(docs, labels, bs=max(n, 1), shuffle=False, pad_idx=dl.pad_idx, backwards=dl.backwards))
-        texts = [detokenize([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()]) for j in range(n)]
+        texts = [detokenize(self.tokenizer.words([self.vocab.itos[i] for i in docs[j][:max_tokens].tolist()])) for j in range(n)]
         if self.regression:                     # actual and predicted numbers, a pair of columns per target
             col = (lambda s, c: s) if len(self.classes) == 1 else (lambda s, c: f'{s}_{c}')
             return TextFrame({'text': texts, **{col(s, c): [float(f'{v:.4g}') for v in t[:, j].tolist()] for j, c in enumerate(self.classes)
@@ -411,8 +391,7 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
     loss = loss_func or (F.mse_loss if reg else F.binary_cross_entropy_with_logits if multi else F.cross_entropy)
     metrics = (_regression_metrics() if reg else [AccuracyMulti()] if multi else [Accuracy()]) if metrics is None else metrics
     return ClassifierLearner(data, model, loss, data.vocab, data.tokenizer, data.classes, multi_label=multi, regression=reg,
-                             alpha=alpha, beta=beta, clip=clip, lr=lr,
-                             metrics=metrics, **kwargs)
+                             alpha=alpha, beta=beta, clip=clip, lr=lr, metrics=metrics, **kwargs)
 
 def _check_outputs(data, reg: bool, y_range, n_out):
     "Refuse an `n_out` other than the data's classes (targets), a `y_range` on a classification, and training targets outside `y_range`."
@@ -442,7 +421,7 @@ def export_learner(learn: TextLearner, path) -> Path:
     reg = bool(getattr(learn, 'regression', False))
     state = dict(format=EXPORT_FORMAT, version=EXPORT_VERSION if reg else 1, kind='lm' if isinstance(m, LanguageModel) else 'classifier',
                  config=m.config.to_dict(), itos=list(learn.vocab.itos), tokenizer=learn.tokenizer.to_config(), backwards=learn.backwards,
-                 bs=int(getattr(learn.data, 'bs', 64) or 64), state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
+                 bs=int(getattr(learn.data, 'bs', 64) or 64), **_subword_state(learn.tokenizer), state_dict={k: v.detach().cpu() for k, v in m.state_dict().items()})
     if state['kind'] == 'classifier':
         state.update(model=dict(n_class=m.n_class, bptt=m.bptt, max_len=m.max_len, lin_ftrs=list(m.lin_ftrs), ps=list(m.ps),
                                 **({'y_range': list(m.y_range)} if m.y_range else {})),
@@ -453,6 +432,10 @@ def export_learner(learn: TextLearner, path) -> Path:
     return path
 
 _COLUMNS = ('text_cols', 'label_cols', 'mark_fields', 'label_delim')
+
+def _subword_state(tok: Tokenizer) -> dict:
+    "A subword tokenizer's model, as the bytes of its serialized proto (plain data: the export travels alone)."
+    return {} if getattr(tok, 'sp_model', None) is None else {'sp_model': tok.sp_model}
 
 def _check_finite(state: dict, what: str):
     "Refuse weights holding NaN or infinity (a diverged model predicts a label with NaN probabilities)."
@@ -499,7 +482,7 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     missing = [k for k in ('config', 'itos', 'tokenizer', 'state_dict') + (('model', 'classes') if kind == 'classifier' else ()) if k not in state]
     if missing: raise FitlamError(f'{path}: an exported learner lacks {missing}')
     bad = [k for k, t in (('model', dict), ('config', dict), ('tokenizer', dict), ('state_dict', dict), ('itos', (list, tuple)),
-                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('regression', bool), ('columns', dict))
+                          ('bs', int), ('backwards', bool), ('multi_label', bool), ('regression', bool), ('columns', dict), ('sp_model', bytes))
            if k in state and (not isinstance(state[k], t) or (t is int and (isinstance(state[k], bool) or state[k] < 1)))]
     bad += [k for k in ('itos', 'classes') if k not in bad and isinstance(state.get(k), (list, tuple)) and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in state[k])]
     if bad or not isinstance(state.get('version', 1), int): raise FitlamError(f'{path}: a damaged export ({bad or "version"} of the wrong type)')
@@ -508,7 +491,8 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     if kind == 'classifier' and (not isinstance(state['classes'], (list, tuple)) or len(state['classes']) != state['model'].get('n_class')):
         raise FitlamError(f"{path}: the classes ({state['classes']!r:.80}) do not match the model's {state['model'].get('n_class')} outputs")
     if kind == 'classifier': _check_classes(state['classes'], str(path))          # a forged export naming a class twice
-    vocab, tokenizer = Vocab(state['itos']), Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules)
+    tokenizer = Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules, sp_model=state.get('sp_model'))
+    vocab = Vocab(state['itos'], tokenizer.subword)
     try: config = AWDLSTMConfig(**state['config'])
     except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None
     _check_finite(state['state_dict'], f'{path}: the exported weights')
@@ -569,9 +553,9 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            clas_epochs: int | Sequence[int] = 1, clas_stage_epochs: int | Sequence[int] = 1, clas_lr: float = ULMFIT_CLAS_LR,
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
-           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None, regression: bool = False,
+           verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None, regression: bool = False, tokenizer: Tokenizer | None = None,
            y_range: tuple[float, float] | None = None) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `regression`: the labels are numbers to predict (in `y_range`, if given)."
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `regression`: the labels are numbers to predict (in `y_range`, if given); `tokenizer`: the LM's, which the classifier reuses (default: `pretrained`'s own subword model if it has one, else spaCy's words; a new `SentencePieceTokenizer` is trained on the LM's training texts)."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
         _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
         labels = _labels(d, [label_col], name, regression)            # a regression's: finite numbers
@@ -580,11 +564,12 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
     _check_y_range(y_range)
     path, t0 = Path(path), time.perf_counter()
     pretrained = _resolve_pretrained(pretrained, path)    # a bare name too: the vocab reads it before the learner does
+    if tokenizer is None and isinstance(pretrained, Path): tokenizer = get_tokenizer(pretrained=pretrained)   # its own subword model, if any
     set_seed(seed)
     texts = list(train_df[text_col].astype(str)) + list(valid_df[text_col].astype(str)) + list(lm_texts)
     lm_data = TextLMDataBunch.from_texts(texts, bs=bs, bptt=bptt, backwards=backwards, seed=seed, valid_pct=0.1,
                                          max_vocab=max_vocab, min_freq=min_freq, progress=progress,
-                                         pretrained_vocab=pretrained if keep_pretrained_vocab else None)
+                                         pretrained_vocab=pretrained if keep_pretrained_vocab else None, tokenizer=tokenizer)
     lm = language_model_learner(lm_data, config=config, pretrained=pretrained, drop_mult=lm_drop_mult, path=path, progress=progress)
     enc = lm._file('ft_enc_bwd' if backwards else 'ft_enc')
     done = resume is not None and 'classes' in load_file(resume, kinds=('fitlam.checkpoint',)).get('meta', {})   # the classifier's: stage 2 ended
@@ -597,11 +582,10 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
         lm.save_encoder(enc)
     t1 = time.perf_counter()
     set_seed(seed)
-    clas_data = TextClasDataBunch.from_df(train_df, text_col=text_col, label_col=label_col, valid_df=valid_df, vocab=lm_data.vocab,
+    clas_data = TextClasDataBunch.from_df(train_df, text_col=text_col, label_col=label_col, valid_df=valid_df, vocab=lm_data.vocab, tokenizer=lm_data.tokenizer,
                                           bs=bs, backwards=backwards, seed=seed, progress=progress, regression=regression)
     learn = text_classifier_learner(clas_data, encoder=enc, drop_mult=clas_drop_mult, bptt=bptt, path=path, progress=progress, y_range=y_range)
-    if verbose: print(f'stage 3: {"regression" if regression else "classifier"}, {clas_data.c} {"target(s)" if regression else "classes"}, '
-                      f'{len(learn.layer_groups)} layer groups')
+    if verbose: print(f"stage 3: {'regression, ' if regression else 'classifier, '}{clas_data.c} {'target(s)' if regression else 'classes'}, {len(learn.layer_groups)} layer groups")
     learn.fine_tune(clas_epochs, stage_epochs=clas_stage_epochs, lr=clas_lr, lr_factor=lr_factor, verbose=verbose, checkpoint=checkpoint,
                     resume=resume if done else None)
     if timings is not None: timings.update(finetune_lm_s=round(t1 - t0, 1), classifier_s=round(time.perf_counter() - t1, 1))

@@ -12,12 +12,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .core import SPECIAL_TOKENS, UNK, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ, FitlamError
+from .core import SPECIAL_TOKENS, UNK, BOS, EOS, FLD, PAD, TK_REP, TK_WREP, TK_UP, TK_MAJ, FitlamError
 
 # %% auto #0
 __all__ = ['default_rules', 'default_post_rules', 'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces',
            'rm_useless_spaces', 'replace_all_caps', 'replace_maj', 'lowercase', 'replace_space', 'join_fields',
-           'Tokenizer']
+           'Tokenizer', 'detokenize']
 
 # %% ../nbs/10_tokenizer.ipynb #bbef73c3
 def fix_html(x: str) -> str:
@@ -274,6 +274,28 @@ class _StraddleGuard:
         return self._codes
 
 # %% ../nbs/10_tokenizer.ipynb #46ad8590
+class _FnEncoder:
+    "Turn texts into local token ids with a `Tokenizer`'s callable `base`: the rules, `base(text)`, the post-rules on each token."
+    def __init__(self, tok: Tokenizer): self.tok, self.itos, self.stoi = tok, [], {}
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        "Return the local ids of `texts` concatenated (int32), and the number of ids of each text (int64)."
+        ids, lens = array('i'), array('q')
+        for text in texts:
+            for r in self.tok.rules: text = r(text)
+            toks = self.tok.base(text)
+            if isinstance(toks, str) or not isinstance(toks, (list, tuple)) or not all(isinstance(t, str) and t for t in toks):
+                raise FitlamError(f'Tokenizer: base={getattr(self.tok.base, "__name__", self.tok.base)} must return a list of non-empty strings, '
+                                  f'got {toks!r:.80}')
+            n0 = len(ids)
+            for t in toks:
+                for r in self.tok.post_rules: t = r(t)
+                i = self.stoi.get(t)
+                if i is None: i = self.stoi[t] = len(self.itos); self.itos.append(t)
+                ids.append(i)
+            lens.append(len(ids) - n0)
+        return np.frombuffer(ids, np.int32), np.frombuffer(lens, np.int64)
+
 class _Encoder:
     "Turn texts into local token ids, memoizing rules + spaCy + post-rules per whitespace-separated piece."
     def __init__(self, tok: Tokenizer):
@@ -402,10 +424,15 @@ class _Encoder:
 
 # %% ../nbs/10_tokenizer.ipynb #c8a17d20
 class Tokenizer:
-    "spaCy's tokenizer for `lang` after ULMFiT's text `rules`, then `post_rules` on each token."
+    "spaCy's tokenizer for `lang` (or the function `base`: text -> tokens) after ULMFiT's text `rules`, then `post_rules` on each token."
     def __init__(self, lang: str = 'en', rules: Sequence[Callable] | None = None,
                  post_rules: Sequence[Callable] | None = None, special_toks: Sequence[str] | None = None,
-                 max_cache: int = 2_000_000):
+                 max_cache: int = 2_000_000, base: str | Callable = 'spacy'):
+        if base == 'sentencepiece': raise FitlamError("Tokenizer: base='sentencepiece' is SentencePieceTokenizer(lang, vocab_sz=...) (fitlam.subword)")
+        if base != 'spacy':
+            if not callable(base): raise FitlamError(f"Tokenizer: base={base!r:.40}: expected 'spacy' or a function (text -> list of tokens)")
+            _fn_name(base)                 # importable by name: workers and exported models rebuild it
+        self.base = base
         self.lang = lang
         self.rules = list(default_rules if rules is None else rules)
         self.post_rules = list(default_post_rules if post_rules is None else post_rules)
@@ -426,10 +453,10 @@ class Tokenizer:
         return nlp
 
     def reference(self, text: str, rules: Sequence[Callable] | None = None) -> list[str]:
-        "Tokenize `text` the plain way: every rule on the whole text, spaCy on the result, then the post-rules."
-        if self._ref_nlp is None: self._ref_nlp = self._new_nlp()
+        "Tokenize `text` the plain way: every rule on the whole text, spaCy (or `base`) on the result, then the post-rules."
+        if self._ref_nlp is None and self.base == 'spacy': self._ref_nlp = self._new_nlp()
         for r in (self.rules if rules is None else rules): text = r(text)
-        tokens = [t.text for t in self._ref_nlp.tokenizer(text)]
+        tokens = [t.text for t in self._ref_nlp.tokenizer(text)] if self.base == 'spacy' else list(self.base(text))
         for r in self.post_rules: tokens = [r(t) for t in tokens]
         return tokens
 
@@ -449,29 +476,43 @@ class Tokenizer:
             chunk_chars = min(1 << 18, sum(map(len, texts)) // (2 * n_workers) + 1)   # at least two chunks per worker
             _run(_chunk_texts(texts, chunk_chars), self, n_workers, collect, progress=False)
             return out
-        if self._encoder is None: self._encoder = _Encoder(self)
+        if self._encoder is None: self._encoder = self._new_encoder()
         ids, lens = self._encoder.encode(texts)
         itos, out, pos, ids = self._encoder.itos, [], 0, ids.tolist()
         for n in lens.tolist():
             out.append([itos[i] for i in ids[pos:pos + n]]); pos += n
         return out
 
+    def _new_encoder(self): return _Encoder(self) if self.base == 'spacy' else _FnEncoder(self)
+    needs_fit = False        # a subword tokenizer (`fitlam.subword`) is trained on the corpus first
+    subword = None           # ... and then names its model (a hash), which a vocab built with it records
+
+    def words(self, tokens: Sequence[str]) -> list[str]:
+        "The words (and special tokens) `tokens` stand for: the tokens themselves here; a subword tokenizer joins its pieces."
+        return list(tokens)
+
     def to_config(self) -> dict:
         "Return the settings as a JSON-serialisable dict (rules as importable names)."
         return dict(lang=self.lang, rules=[_fn_name(r) for r in self.rules], post_rules=[_fn_name(r) for r in self.post_rules],
-                    special_toks=list(self.special_toks), max_cache=self.max_cache)
+                    special_toks=list(self.special_toks), max_cache=self.max_cache, **({'base': _fn_name(self.base)} if callable(self.base) else {}))
 
     @classmethod
-    def from_config(cls, config: dict, trust_rules: bool = True) -> Tokenizer:
-        "Rebuild a tokenizer from `to_config()`'s dict; `trust_rules=False` (a file from elsewhere): only fitlam's own rules are imported."
-        unknown = set(config) - {'lang', 'rules', 'post_rules', 'special_toks', 'max_cache'}
+    def from_config(cls, config: dict, trust_rules: bool = True, sp_model: bytes | None = None) -> Tokenizer:
+        "Rebuild a tokenizer from `to_config()`'s dict (a `SentencePieceTokenizer`'s with its model `sp_model`); `trust_rules=False` (a file from elsewhere): only fitlam's own rules are imported."
+        if not isinstance(config, dict): raise FitlamError(f'tokenizer config: expected a dict, got a {type(config).__name__}')
+        if config.get('base') == 'sentencepiece':
+            from fitlam.subword import SentencePieceTokenizer     # (the subword module builds on this one)
+            return SentencePieceTokenizer.from_config(config, trust_rules, sp_model)
+        if sp_model is not None: raise FitlamError('Tokenizer.from_config: a SentencePiece model given for a spaCy tokenizer config')
+        unknown = set(config) - {'lang', 'rules', 'post_rules', 'special_toks', 'max_cache', 'base'}
         if unknown: raise FitlamError(f'Tokenizer.from_config: unknown keys {sorted(unknown)}')
         return cls(lang=config.get('lang', 'en'), rules=[_fn_from_name(r, trust_rules) for r in config.get('rules', [])],
                    post_rules=[_fn_from_name(r, trust_rules) for r in config.get('post_rules', [])],
-                   special_toks=config.get('special_toks'), max_cache=config.get('max_cache', 2_000_000))
+                   special_toks=config.get('special_toks'), max_cache=config.get('max_cache', 2_000_000),
+                   base=_fn_from_name(config['base'], trust_rules) if 'base' in config else 'spacy')   # a function: imported as a rule is
 
     def __eq__(self, other): return isinstance(other, Tokenizer) and self.to_config() == other.to_config()
-    def __repr__(self): return f"Tokenizer(lang='{self.lang}', rules=[{', '.join(getattr(r, '__name__', str(r)) for r in self.rules)}])"
+    def __repr__(self): return f"Tokenizer(lang='{self.lang}', {'' if self.base == 'spacy' else f'base={self.base.__name__}, '}rules=[{', '.join(getattr(r, '__name__', str(r)) for r in self.rules)}])"
     def __getstate__(self): return self.to_config()
     def __setstate__(self, config): self.__dict__.update(Tokenizer.from_config(config).__dict__)
 
@@ -486,3 +527,28 @@ def _check_texts(texts, name: str) -> list[str]:
         kinds = sorted({kind(texts[i]) for i in bad})
         raise FitlamError(f'{name}: {" or ".join(kinds)} text in {len(bad)} row(s): {bad[:10]}{" ..." if len(bad) > 10 else ""}')
     return texts
+
+# %% ../nbs/10_tokenizer.ipynb #9183ef4f
+_CLOSING = set(".,!?;:%)]}'")
+_CONTRACTIONS = {"n't", "'s", "'re", "'ve", "'m", "'ll", "'d"}
+
+def detokenize(tokens: Sequence[str]) -> str:
+    "Undo the ULMFiT rules on `tokens` and join them into readable text."
+    out, i, n = [], 0, len(tokens)
+    while i < n:
+        t = tokens[i]
+        if t in (BOS, EOS, PAD): i += 1; continue
+        if t == FLD: i += 2; continue                                   # `xxfld 1`
+        if t in (TK_MAJ, TK_UP):
+            w = tokens[i + 1] if i + 1 < n else UNK
+            if w in SPECIAL_TOKENS: i += 1; continue                       # `xxmaj xxunk` stays `xxunk`; a last `xxmaj` goes
+            out.append(w.upper() if t == TK_UP else w[:1].upper() + w[1:]); i += 2; continue
+        if t in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit():
+            k, w = int(tokens[i + 1]), tokens[i + 2]
+            out.append(w * k if t == TK_REP else ' '.join([w] * k)); i += 3; continue
+        out.append(t.replace('▁', ' ')); i += 1
+    text = ''
+    for w in out:
+        glued = w in _CONTRACTIONS or (w and set(w) <= _CLOSING)
+        text += w if (not text or glued or text.endswith(('(', '\n'))) else ' ' + w
+    return text

@@ -11,9 +11,11 @@ import torch
 
 from .core import FitlamError
 from .download import fastai_wt103, fitlam_home
+from .tokenizer import Tokenizer
+from .subword import get_tokenizer
 
 # %% auto #0
-__all__ = ['tutorial_setup', 'pretrained_lm', 'stratified', 'balanced', 'error_pct']
+__all__ = ['SUBWORD_PRESET', 'tutorial_setup', 'pretrained_lm', 'tutorial_tokenizer', 'stratified', 'balanced', 'error_pct']
 
 # %% ../nbs/70_tutorial.ipynb #99f4fa51
 def tutorial_setup(name: str, preset: str, presets: dict, overrides: dict | None = None) -> tuple[dict, Path, Path]:
@@ -33,6 +35,13 @@ def pretrained_lm(name: str, preset: str, backwards: bool = False, models: Path 
                           f'`papermill nbs/tutorial_pretrain.ipynb /tmp/pretrain.ipynb -p preset {preset}'
                           + (' -y "overrides: {backwards: true}"' if backwards else '') + '`')
     return path
+
+# MultiFiT (Eisenschlos et al. 2019): ULMFiT's recipe on SentencePiece subwords, a unigram model of 15,000 pieces
+SUBWORD_PRESET = {'tokenizer': 'sp', 'vocab_sz': 15_000}
+
+def tutorial_tokenizer(P: dict, pretrained=None) -> Tokenizer:
+    "The tokenizer of a preset's `tokenizer` ('spacy', the default, or 'sp'), `vocab_sz` and `lang` keys; a pretrained fitlam LM's own SentencePiece model where it has one (`get_tokenizer`)."
+    return get_tokenizer(P.get('tokenizer', 'spacy'), P.get('vocab_sz'), P.get('lang', 'en'), pretrained)
 
 def stratified(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     "At most `n` rows of `df`, each label in proportion (at least one row each), in the original order."

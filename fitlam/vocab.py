@@ -26,20 +26,21 @@ def _whole(n, what: str) -> int:
     return int(n)
 
 class Vocab:
-    "Map tokens to ids and back. `itos[i]` is the token with id `i`; unknown tokens map to `xxunk` (id 0)."
-    def __init__(self, itos: Sequence[str]):
+    "Map tokens to ids and back. `itos[i]` is the token with id `i`; unknown tokens map to `xxunk` (id 0); `subword`: the subword model (its `SentencePieceTokenizer.subword` hash) the tokens are pieces of."
+    def __init__(self, itos: Sequence[str], subword: str | None = None):
         itos = list(itos)
         if len(set(itos)) != len(itos):
             dups = [t for t, c in Counter(itos).items() if c > 1][:5]
             raise FitlamError(f'Vocab: duplicate tokens {dups}')
         if itos[:2] != [UNK, PAD]:
             raise FitlamError(f"Vocab: itos must start with {[UNK, PAD]}, got {itos[:2]}")
-        self.itos = itos
+        if subword is not None and not isinstance(subword, str): raise FitlamError(f'Vocab: subword={subword!r:.40}: expected a model hash (a string) or None')
+        self.itos, self.subword = itos, subword
         self.stoi = {t: i for i, t in enumerate(itos)}
 
     @classmethod
     def from_counts(cls, counts: Counter, max_vocab: int = 60_000, min_freq: int = 3,
-                    special: Sequence[str] = SPECIAL_TOKENS, include: Sequence[str] | Vocab = ()) -> Vocab:
+                    special: Sequence[str] = SPECIAL_TOKENS, include: Sequence[str] | Vocab = (), subword: str | None = None) -> Vocab:
         """Build a vocab of the special tokens, then the tokens seen `min_freq`+ times (most frequent first), then
         the tokens of `include` (e.g. a pretrained LM's vocab): those seen here, however rarely (most frequent
         first), then the others in their order; `max_vocab` tokens in all."""
@@ -55,7 +56,7 @@ class Vocab:
             seen = set(special).union(kept)
             kept += by_count(t for t in include if t not in seen and counts.get(t, 0) > 0)
             kept += [t for t in include if t not in seen and counts.get(t, 0) == 0]
-        return cls(special + kept[:max_vocab - len(special)])
+        return cls(special + kept[:max_vocab - len(special)], subword)
 
     @classmethod
     def from_tokens(cls, docs: Iterable[Sequence[str]], **kwargs) -> Vocab:
@@ -66,7 +67,7 @@ class Vocab:
 
     def __len__(self): return len(self.itos)
     def __contains__(self, tok): return tok in self.stoi
-    def __eq__(self, other): return isinstance(other, Vocab) and self.itos == other.itos
+    def __eq__(self, other): return isinstance(other, Vocab) and self.itos == other.itos and self.subword == other.subword
     def __repr__(self): return f'Vocab({len(self)} tokens: {self.itos[:12]}...)'
 
     @property
@@ -89,7 +90,7 @@ class Vocab:
     def save(self, path):
         "Write the vocab to `path` as JSON, atomically."
         with atomic_write(path, 'w') as f:
-            json.dump({'format': 'fitlam.vocab', 'version': 1, 'itos': self.itos}, f, ensure_ascii=False)
+            json.dump({'format': 'fitlam.vocab', 'version': 1, 'itos': self.itos, **({'subword': self.subword} if self.subword else {})}, f, ensure_ascii=False)
 
     @classmethod
     def load(cls, path) -> Vocab:
@@ -102,12 +103,12 @@ class Vocab:
             except json.JSONDecodeError as e: raise FitlamError(f'{path}: not a valid vocab JSON file ({e})') from e
             if not isinstance(d, dict) or not isinstance(d.get('itos'), list):
                 raise FitlamError(f"{path}: expected a JSON object with an 'itos' list")
-            return cls(d['itos'])
+            return cls(d['itos'], d.get('subword'))
         return cls(text[:-1].split('\n') if text.endswith('\n') else text.split('\n'))
 
     def fingerprint(self) -> str:
-        "Return a short hash of the token list: equal vocabs have equal fingerprints."
-        return hashlib.sha1('\n'.join(self.itos).encode('utf-8')).hexdigest()[:16]
+        "Return a short hash of the token list (and the subword model): equal vocabs have equal fingerprints."
+        return hashlib.sha1(('\n'.join(self.itos) + (f'\n\x00{self.subword}' if self.subword else '')).encode('utf-8')).hexdigest()[:16]
 
     def map_ids(self, old: Vocab | Sequence[str]) -> np.ndarray:
         "For each id of this vocab, return the id of the same token in `old` (-1 where `old` lacks it)."

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .core import FitlamError, bars_shown
-from .tokenizer import Tokenizer, _Encoder
+from .tokenizer import Tokenizer
 
 # %% auto #0
 __all__ = []
@@ -53,7 +53,7 @@ def _read_text_file(path: str) -> str:
 
 class _Job:
     "What one process (a worker, or the parent itself) does with chunks: encode, and report new local tokens."
-    def __init__(self, tok: Tokenizer): self.enc, self.n_sent = _Encoder(tok), 0
+    def __init__(self, tok: Tokenizer): self.enc, self.n_sent = tok._new_encoder(), 0
 
     def __call__(self, kind: str, payload: list) -> tuple:
         texts = [_read_text_file(p) for p in payload] if kind == 'files' else payload
@@ -66,7 +66,8 @@ def _worker_main():
     "Serve chunks from stdin until told to stop (runs in a worker process)."
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr                         # a stray print must not corrupt the reply stream
-    job = _Job(Tokenizer.from_config(_recv(inp)))
+    config, sp_model = _recv(inp)                   # the settings, and a subword tokenizer's model (bytes)
+    job = _Job(Tokenizer.from_config(config, sp_model=sp_model))
     while (msg := _recv(inp)) is not None:
         idx, kind, payload = msg
         try: reply = ('ok', idx) + job(kind, payload)
@@ -84,7 +85,7 @@ class _Workers:
         import fitlam
         root = str(Path(fitlam.__file__).resolve().parent.parent)      # so the workers import this very fitlam
         env['PYTHONPATH'] = os.pathsep.join([root] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-        config = tok.to_config()
+        config = (tok.to_config(), getattr(tok, 'sp_model', None))
         self.procs, self.inboxes, self.threads, self.logs = [], [], [], []
         self.replies, self.load = queue.Queue(), [0] * n
         for w in range(n):

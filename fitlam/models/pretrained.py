@@ -37,13 +37,15 @@ def _check_vocab(model: nn.Module, itos: list[str], what: str):
 
 def _encoder(model: nn.Module) -> AWDLSTM: return model if isinstance(model, AWDLSTM) else model.encoder
 
-def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> Path:
-    "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically; `backwards`: the direction it reads text (None: not recorded)."
+def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None, tokenizer=None) -> Path:
+    "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically; `backwards`: the direction it reads text (None: not recorded); a subword `tokenizer` (`fitlam.subword`): its settings and model's bytes too."
     kind, itos = _kind(model), _itos(vocab)
     _check_vocab(model, itos, f'save_model({path})')
     ckpt = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, kind=kind, config=_encoder(model).config.to_dict(), itos=itos,
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
     if backwards is not None: ckpt['backwards'] = bool(backwards)
+    if getattr(vocab, 'subword', None): ckpt['subword'] = vocab.subword
+    if getattr(tokenizer, 'sp_model', None) is not None: ckpt.update(tokenizer=tokenizer.to_config(), sp_model=tokenizer.sp_model)
     if kind == 'classifier':
         ckpt['classifier'] = dict(n_class=model.n_class, bptt=model.bptt, max_len=model.max_len, lin_ftrs=model.lin_ftrs, ps=model.ps,
                                  **({'y_range': list(model.y_range)} if getattr(model, 'y_range', None) else {}))   # a regression's range
@@ -113,9 +115,9 @@ def _load_state(module: nn.Module, state: dict, path):
     module.load_state_dict(state)
 
 # %% ../../nbs/23_models.pretrained.ipynb #0c91e4dd
-def save_encoder(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> Path:
-    "Write the encoder of `model` (LM or classifier) with its config and `vocab` to `path` atomically; `backwards` as in `save_model`."
-    return save_model(path, _encoder(model), vocab, backwards)
+def save_encoder(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None, tokenizer=None) -> Path:
+    "Write the encoder of `model` (LM or classifier) with its config and `vocab` to `path` atomically; `backwards`, `tokenizer` as in `save_model`."
+    return save_model(path, _encoder(model), vocab, backwards, tokenizer)
 
 def load_encoder(model: nn.Module, path, vocab: Vocab | Sequence[str], backwards: bool | None = None) -> nn.Module:
     "Load the encoder saved in `path` into `model` (LM, classifier or encoder), which must use the same `vocab` (and read in the direction `backwards`, if both are known)."
@@ -127,6 +129,10 @@ def load_encoder(model: nn.Module, path, vocab: Vocab | Sequence[str], backwards
         raise FitlamError(f"{path}: the encoder was trained with another vocab ({len(ckpt['itos'])} tokens, "
                           f'fingerprint {Vocab(ckpt["itos"]).fingerprint()}) than the model\'s ({len(itos)} tokens, '
                           f'fingerprint {Vocab(itos).fingerprint()}; e.g. new tokens {new}); use load_pretrained to remap it')
+    if isinstance(vocab, Vocab) and ckpt.get('subword') != vocab.subword:     # the same pieces, cut by another subword model
+        raise FitlamError(f"{path}: the encoder was trained with {'the subword model ' + ckpt['subword'] if ckpt.get('subword') else 'word tokens'}, "
+                          f"the model's vocab is {'of the subword model ' + vocab.subword if vocab.subword else 'of word tokens'}; "
+                          'tokenize with the encoder\'s own tokenizer (tokenizer=lm_data.tokenizer)')
     prefix = '' if ckpt['kind'] == 'encoder' else 'encoder.'
     state = {k[len(prefix):]: v for k, v in ckpt['state_dict'].items() if k.startswith(prefix)}
     _load_state(_encoder(model), state, path)
