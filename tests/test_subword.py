@@ -182,7 +182,7 @@ def test_cli_pretrain_finetune_classify_with_subwords(tmp_path, capsys):
           '--min-freq', '1', *small[:4]])
     assert read_checkpoint(tmp_path/'lm'/'encoder.pth')['sp_model'] == pre['sp_model']
     main(['train-clas', '--train', str(tmp_path/'train.csv'), '--encoder', str(tmp_path/'lm'/'encoder.pth'), '--out', str(tmp_path/'clas'),
-          '--final-epochs', '1', *small[:4]])
+          '--epochs', '1', *small[:4]])
     learn = load_learner(tmp_path/'clas'/'export.pth')
     assert learn.tokenizer.sp_model == pre['sp_model'] and learn.vocab.subword == pre['subword']
     assert learn.predict('Der Hund schläft.').label in ('de', 'zh')
@@ -210,7 +210,7 @@ def test_ulmfit_with_subwords(tmp_path, monkeypatch):
     monkeypatch.setenv('FITLAM_CACHE', str(tmp_path/'cache'))
     df = corpus(120, seed=4)
     learn = ulmfit(df[:90], df[90:], tokenizer=sp(), config=AWDLSTMConfig(**TINY_AWD), bs=4, bptt=10, min_freq=1, path=tmp_path,
-                   clas_epochs=1, clas_final_epochs=1, progress=False, verbose=False)
+                   clas_epochs=1, progress=False, verbose=False)
     tok = learn.tokenizer
     assert isinstance(tok, SentencePieceTokenizer) and learn.vocab.subword == tok.subword
     assert load_learner(learn.export(tmp_path/'u.pth')).tokenizer.sp_model == tok.sp_model
