@@ -34,10 +34,12 @@ def strip_directives(src: str) -> str:
 
 
 def defined_names(src: str) -> list[str]:
-    "The public functions and classes a cell defines at its top level, in order."
+    "The public names a cell defines at its top level, in order: functions, classes, and names assigned (`api_doc` keeps the callable ones)."
     try: tree = ast.parse(src)
     except SyntaxError: return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith('_')]
+    names = [[n.name] if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else
+             [t.id for t in n.targets if isinstance(t, ast.Name)] if isinstance(n, ast.Assign) else [] for n in tree.body]
+    return [name for ns in names for name in ns if not name.startswith('_')]
 
 
 class _Annotation(str):
@@ -72,7 +74,7 @@ def _sig_block(text: str, kind: str) -> str:
 def api_doc(mod, name: str) -> str:
     "The reference of `mod.name`: signature and docstring; for a class, its public methods and properties too."
     obj = getattr(mod, name, None)
-    if obj is None: return ''
+    if not (inspect.isclass(obj) or inspect.isfunction(obj)): return ''      # a constant, or nothing
     out = [f'### {name}\n', _sig_block(signature(name, obj), 'class' if inspect.isclass(obj) else 'def')]
     if inspect.getdoc(obj): out.append(inspect.getdoc(obj) + '\n')
     if inspect.isclass(obj):
