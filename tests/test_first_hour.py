@@ -33,7 +33,7 @@ def test_no_traceback(executed):
 
 
 def test_one_progress_table_per_fit(executed):
-    lm, clas = _cell(executed, 'learn.fine_tune(2, 3e-2)'), _cell(executed, 'clas.fine_tune(1, 5e-2')
+    lm, clas = _cell(executed, 'learn.fine_tune(2, 3e-2)'), _cell(executed, 'clas.fine_tune(2, 5e-2')
     n_stages = int(re.search(r'fine-tuning in (\d+) stage', _text(clas)).group(1))
     for cell, fits in [(lm, 1), (clas, n_stages)]:
         tables = [h for h in _html(cell) if 'class="fastprogress"' in h]           # (the history `fine_tune` returns is another table)
