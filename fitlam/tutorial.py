@@ -22,7 +22,7 @@ def tutorial_setup(name: str, preset: str, presets: dict, overrides: dict | None
     "The values of `presets[preset]` with `overrides`, the pretrained LMs' folder and this tutorial's work folder (under `fitlam_home()`)."
     if preset not in presets: raise FitlamError(f'preset={preset!r}: expected one of {sorted(presets)}')
     overrides = dict(overrides or {})
-    unknown = set(overrides) - set(presets[preset])
+    unknown = set(overrides) - set(presets[preset]) - {'tokenizer', 'vocab_sz', 'lang'}     # every preset: `tutorial_tokenizer`'s keys
     if unknown: raise FitlamError(f'overrides: {sorted(unknown)} are not preset keys; they are {sorted(presets[preset])}')
     return presets[preset] | overrides, fitlam_home()/'models', fitlam_home()/'tutorials'/name/preset
 
