@@ -188,15 +188,15 @@ class LMLearner(TextLearner):
 
     def fine_tune(self, epochs: int = 1, lr: float | Sequence[float] = ULMFIT_LM_LR, *, freeze_epochs: int = 0,
                   freeze_lr: float | None = None, lr_factor: float = ULMFIT_LR_FACTOR, cut_frac: float = 0.1, ratio: float = 32.,
-                  cbs=None, verbose: bool = True, checkpoint=None, resume=None) -> pd.DataFrame:
-        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only (at `freeze_lr`, default 10x the top group's); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+                  cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
+        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only (at `freeze_lr`, default 10x the top group's); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`; `kwargs` to each `fit` (e.g. `accum_steps`)."
         self._check_trainable('fine_tune')
         n = len(self.layer_groups)
         lrs = resolve_lrs(lr if np.ndim(lr) else _check_fine_tune_lr(lr), n, lr_factor if np.ndim(lr) == 0 else None)  # a list: one LR per group
         lr0 = _check_lr(freeze_lr if freeze_lr is not None else 10 * lrs[-1], 'freeze_lr')
         stages = ([('frozen', 1, _check_epochs(freeze_epochs, 'freeze_epochs'), [lr0] * n)] if freeze_epochs else []) + \
                  [('all', n, _check_epochs(epochs, 'epochs'), lrs)]
-        return fit_stages(self, stages, Learner.fit_stlr, cbs, verbose, checkpoint, resume, dict(cut_frac=cut_frac, ratio=ratio))
+        return fit_stages(self, stages, Learner.fit_stlr, cbs, verbose, checkpoint, resume, dict(cut_frac=cut_frac, ratio=ratio, **kwargs))
 
     def save_lm(self, name) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
