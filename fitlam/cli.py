@@ -218,7 +218,7 @@ def cmd_train_clas(args) -> dict:
     for f, d in ((args.train, train), (args.valid, valid)):                     # numbers, each finite: an error naming the file
         if args.regression and d is not None: encode_targets(d[[args.label_col]], str(f), [args.label_col])
     if not args.regression: _check_not_targets(train[args.label_col].unique().tolist(), str(args.train), how='--regression')
-    vocab = Vocab(read_checkpoint(args.encoder)['itos'], read_checkpoint(args.encoder).get('subword')) if args.encoder else None
+    vocab = Vocab((enc := read_checkpoint(args.encoder))['itos'], enc.get('subword')) if args.encoder else None
     set_seed(args.seed)
     data = TextClasDataBunch.from_df(train, text_col=args.text_col, label_col=args.label_col, valid_df=valid, vocab=vocab,
                                      valid_pct=args.valid_pct, bs=args.bs, backwards=args.backwards, seed=args.seed, progress=not args.quiet,

@@ -242,8 +242,8 @@ def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None =
     if pretrained is None: _warn_no_transfer('language_model_learner', 'pretrained=')
     pretrained = None if pretrained is False else _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
     if isinstance(pretrained, Path) and config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)   # a fitlam LM: its sizes, our dropouts
-    if isinstance(pretrained, Path) and read_checkpoint(pretrained).get('subword') != getattr(data.vocab, 'subword', None):
-        sub = read_checkpoint(pretrained).get('subword')       # its rows are pieces of one subword model: another one's pieces mean other things
+    sub = read_checkpoint(pretrained).get('subword') if isinstance(pretrained, Path) else None   # its rows are pieces of one subword model
+    if isinstance(pretrained, Path) and sub != getattr(data.vocab, 'subword', None):              # (another one's pieces mean other things)
         raise FitlamError(f"{pretrained}: an LM of {'the subword model ' + sub if sub else 'word tokens'}, the data's vocab is of "
                           f"{'the subword model ' + data.vocab.subword if getattr(data.vocab, 'subword', None) else 'word tokens'}: tokenize "
                           f'with the LM\'s own tokenizer (tokenizer=get_tokenizer(pretrained=path), fitlam.subword)')
