@@ -19,6 +19,8 @@ from .models.kernels import *
 from .models.awdlstm import *
 from .models.classifier import *
 from .models.pretrained import *
+from .models.qrnn import *
+from .models.archs import *
 from .callback import *
 from .metrics import *
 from .schedule import *

@@ -22,7 +22,8 @@ from .subword import get_tokenizer
 from .vocab import Vocab, _check_classes, _check_not_targets, _label_names
 from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _labels, _new_docs
 from .fastai_names import AWD_LSTM
-from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel
+from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, config_from_dict
+from .models.archs import arch_config
 from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier, _check_y_range
 from .models.pretrained import build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder, save_model
@@ -144,21 +145,9 @@ def _warn_no_transfer(where: str, arg: str):
                   f"Pass {arg} a pretrained LM (fastai_wt103() downloads fastai's WikiText-103 one; pretrain_lm() makes one), "
                   f"or {arg}False to train from scratch on purpose.", NoTransferWarning, stacklevel=3)
 
-def _arch_config(config, where: str) -> AWDLSTMConfig | None:
-    "`config` with fastai's `AWD_LSTM` (the architecture argument) read as the default sizes."
-    if config is AWD_LSTM: return None
-    if config is not None and not isinstance(config, AWDLSTMConfig):
-        raise FitlamError(f'{where}: config={config!r:.60}: expected an AWDLSTMConfig, AWD_LSTM (the paper\'s sizes) or None')
-    return config
-
 def _resolve_pretrained(pretrained, path='.', model_dir='models'):
     "`pretrained` with a fitlam checkpoint's bare name resolved by `_checkpoint_file`; None and fastai's `(weights, itos)` as given."
     return pretrained if pretrained is None or isinstance(pretrained, (tuple, list)) else _checkpoint_file(pretrained, path, model_dir)
-
-def _sized_like(checkpoint, base: AWDLSTMConfig) -> AWDLSTMConfig:
-    "`base`'s dropouts with the sizes of the model saved in `checkpoint` (its stored dropouts were scaled by its own `drop_mult`)."
-    stored = read_checkpoint(checkpoint)['config']
-    return replace(base, **{k: v for k, v in stored.items() if k not in DROPOUTS})
 
 # %% ../nbs/40_text_learner.ipynb #04d8d3a7
 class FusedLMLoss(Callback):
@@ -235,19 +224,18 @@ class LMLearner(TextLearner):
 # %% ../nbs/40_text_learner.ipynb #b12c8638
 def language_model_learner(data: TextLMDataBunch, config: AWDLSTMConfig | None = None, pretrained=None, drop_mult: float = 1.,
                            alpha: float = 2., beta: float = 1., clip: float | None = None, lr: float = ULMFIT_LM_LR,
-                           metrics=None, **kwargs) -> LMLearner:
-    "An `LMLearner` on `data`, from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`); `pretrained=False`: a new LM, on purpose."
-    config = _arch_config(config, 'language_model_learner')
+                           metrics=None, arch: str | None = None, **kwargs) -> LMLearner:
+    "An `LMLearner` on `data`, from a `pretrained` LM (a fitlam checkpoint, or fastai's `(weights.pth, itos.pkl)`); `pretrained=False`: a new LM, on purpose; `arch`: 'awd_lstm' or 'qrnn' (MultiFiT's), where neither `config` nor `pretrained` says (`fitlam.models.archs`)."
+    arch_config(config, arch, where='language_model_learner')                 # bad arguments first
     if pretrained is True: raise FitlamError("language_model_learner: pretrained=True is fastai's (it downloads WikiText-103); in fitlam pass the LM: pretrained=fastai_wt103()")
     if pretrained is None: _warn_no_transfer('language_model_learner', 'pretrained=')
     pretrained = None if pretrained is False else _resolve_pretrained(pretrained, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
-    if isinstance(pretrained, Path) and config is None: config = _sized_like(pretrained, FASTAI_LM_CONFIG)   # a fitlam LM: its sizes, our dropouts
     sub = read_checkpoint(pretrained).get('subword') if isinstance(pretrained, Path) else None   # its rows are pieces of one subword model
     if isinstance(pretrained, Path) and sub != getattr(data.vocab, 'subword', None):              # (another one's pieces mean other things)
         raise FitlamError(f"{pretrained}: an LM of {'the subword model ' + sub if sub else 'word tokens'}, the data's vocab is of "
                           f"{'the subword model ' + data.vocab.subword if getattr(data.vocab, 'subword', None) else 'word tokens'}: tokenize "
                           f'with the LM\'s own tokenizer (tokenizer=get_tokenizer(pretrained=path), fitlam.subword)')
-    config = (config or FASTAI_LM_CONFIG).scaled(drop_mult)
+    config = arch_config(config, arch, pretrained if isinstance(pretrained, Path) else None, 'lm', 'language_model_learner').scaled(drop_mult)
     model = LanguageModel(len(data.vocab), config)
     if pretrained is not None:
         weights, itos = pretrained if isinstance(pretrained, (tuple, list)) else (pretrained, None)
@@ -261,7 +249,7 @@ def pretrain_lm(texts, valid_texts=None, config: AWDLSTMConfig | None = None, ep
                 bptt: int = 70, drop_mult: float = 0.5, max_vocab: int = 60_000, min_freq: int = 3, valid_pct: float = 0.05,
                 backwards: bool = False, seed: int = 42, path='.', progress: bool = True, checkpoint=None, resume=None,
                 tokenizer: Tokenizer | None = None, **kwargs) -> LMLearner:
-    "ULMFiT stage 1: train an AWD-LSTM LM from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`; `tokenizer`: spaCy's by default, or a `SentencePieceTokenizer` (trained on `texts`)."
+    "ULMFiT stage 1: train an AWD-LSTM LM (`arch='qrnn'`: MultiFiT's QRNN) from scratch on general-domain `texts` (read right to left if `backwards`) with the one-cycle schedule; a training checkpoint after each epoch to `checkpoint`, and a killed run continued from `resume`; `tokenizer`: spaCy's by default, or a `SentencePieceTokenizer` (trained on `texts`)."
     set_seed(seed)
     data = TextLMDataBunch.from_sources(texts, valid_texts, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab,
                                         min_freq=min_freq, backwards=backwards, progress=progress, tokenizer=tokenizer)
@@ -371,17 +359,15 @@ def text_classifier_learner(data: TextClasDataBunch, config: AWDLSTMConfig | Non
                             bptt: int | None = None, max_len: int | None = None, lin_ftrs: Sequence[int] | None = None,
                             ps: Sequence[float] | None = None, alpha: float = 2., beta: float = 1., clip: float | None = None,
                             lr: float = ULMFIT_CLAS_LR, metrics=None, y_range: tuple[float, float] | None = None, n_out: int | None = None,
-                            loss_func=None, **kwargs) -> ClassifierLearner:
-    "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file; `encoder=False`: a new encoder, on purpose); for regression data, `y_range`: outputs in `(lo, hi)` (a scaled sigmoid), MSE loss and MSE/MAE metrics by default."
-    config = _arch_config(config, 'text_classifier_learner')
+                            loss_func=None, arch: str | None = None, **kwargs) -> ClassifierLearner:
+    "A `ClassifierLearner` on `data` (BPT3C + concat pooling), its encoder loaded from `encoder` (a `save_encoder` file; `encoder=False`: a new encoder, on purpose); for regression data, `y_range`: outputs in `(lo, hi)` (a scaled sigmoid), MSE loss and MSE/MAE metrics by default; `arch`: as in `language_model_learner`."
+    arch_config(config, arch, where='text_classifier_learner')
     if encoder is None: _warn_no_transfer('text_classifier_learner', 'encoder=')
     if encoder is False: encoder = None
     reg, y_range = getattr(data, 'regression', False), _check_y_range(y_range)
     _check_outputs(data, reg, y_range, n_out)
-    if encoder is not None:      # the encoder's sizes with the classifier's dropouts
-        encoder = _checkpoint_file(encoder, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
-        if config is None: config = _sized_like(encoder, FASTAI_CLAS_CONFIG)
-    config = (config or FASTAI_CLAS_CONFIG).scaled(drop_mult)
+    if encoder is not None: encoder = _checkpoint_file(encoder, kwargs.get('path', '.'), kwargs.get('model_dir', 'models'))
+    config = arch_config(config, arch, encoder, 'clas', 'text_classifier_learner').scaled(drop_mult)   # the encoder's arch and sizes, our dropouts
     bptt = getattr(data, 'bptt', 70) if bptt is None else bptt
     if isinstance(bptt, bool) or not isinstance(bptt, (int, np.integer)) or bptt < 1: raise FitlamError(f'bptt={bptt!r}: expected a whole number >= 1 (paper: 70)')
     model = TextClassifier(len(data.vocab), data.c, config, bptt=bptt, max_len=max_len or 20 * bptt,
@@ -493,8 +479,7 @@ def load_learner(path, device='cpu', int8: bool = False, bf16: bool = False, tru
     if kind == 'classifier': _check_classes(state['classes'], str(path))          # a forged export naming a class twice
     tokenizer = Tokenizer.from_config(state['tokenizer'], trust_rules=trust_rules, sp_model=state.get('sp_model'))
     vocab = Vocab(state['itos'], tokenizer.subword)
-    try: config = AWDLSTMConfig(**state['config'])
-    except TypeError as e: raise FitlamError(f'{path}: a damaged export (its model config: {e})') from None
+    config = config_from_dict(state['config'], f'{path}: the export')       # an AWD-LSTM's or a QRNN's
     _check_finite(state['state_dict'], f'{path}: the exported weights')
     lm = kind == 'lm'
     model = build_checked(lambda: LanguageModel(len(vocab), config) if lm else TextClassifier(len(vocab), config=config, **state['model']),
@@ -554,8 +539,8 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
            clas_drop_mult: float = 0.5, lr_factor: float = ULMFIT_LR_FACTOR, backwards: bool = False, seed: int = 42,
            path='ulmfit', max_vocab: int = 60_000, min_freq: int = 3, keep_pretrained_vocab: bool = True, progress: bool = True,
            verbose: bool = True, timings: dict | None = None, checkpoint=None, resume=None, regression: bool = False, tokenizer: Tokenizer | None = None,
-           y_range: tuple[float, float] | None = None) -> ClassifierLearner:
-    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `regression`: the labels are numbers to predict (in `y_range`, if given); `tokenizer`: the LM's, which the classifier reuses (default: `pretrained`'s own subword model if it has one, else spaCy's words; a new `SentencePieceTokenizer` is trained on the LM's training texts)."
+           y_range: tuple[float, float] | None = None, arch: str | None = None) -> ClassifierLearner:
+    "ULMFiT stages 2 and 3 on `train_df`/`valid_df`: fine-tune `pretrained` (or a new LM) on the task's text, then the classifier; `keep_pretrained_vocab`: the vocab also keeps the words `pretrained` knows, within `max_vocab` (see `TextLMDataBunch.from_sources`); `timings`: a dict that gets each stage's seconds; `checkpoint`: the file each stage's recipe checkpoints to after each epoch, `resume`: continue a killed run from it (a finished LM fine-tuning, its encoder saved, is not run again); `regression`: the labels are numbers to predict (in `y_range`, if given); `tokenizer`: the LM's, which the classifier reuses (default: `pretrained`'s own subword model if it has one, else spaCy's words; a new `SentencePieceTokenizer` is trained on the LM's training texts); `arch`: a new LM's architecture ('awd_lstm', 'qrnn'), the classifier's is the LM's."
     for name, d in (('train_df', train_df), ('valid_df', valid_df)):     # before the minutes of LM fine-tuning, not after
         _df_texts(d, [text_col], None, name)                           # the column, and no empty or missing text
         labels = _labels(d, [label_col], name, regression)            # a regression's: finite numbers
@@ -570,7 +555,7 @@ def ulmfit(train_df: pd.DataFrame, valid_df: pd.DataFrame, pretrained=None, text
     lm_data = TextLMDataBunch.from_texts(texts, bs=bs, bptt=bptt, backwards=backwards, seed=seed, valid_pct=0.1,
                                          max_vocab=max_vocab, min_freq=min_freq, progress=progress,
                                          pretrained_vocab=pretrained if keep_pretrained_vocab else None, tokenizer=tokenizer)
-    lm = language_model_learner(lm_data, config=config, pretrained=pretrained, drop_mult=lm_drop_mult, path=path, progress=progress)
+    lm = language_model_learner(lm_data, config=config, pretrained=pretrained, drop_mult=lm_drop_mult, path=path, progress=progress, arch=arch)
     enc = lm._file('ft_enc_bwd' if backwards else 'ft_enc')
     done = resume is not None and 'classes' in load_file(resume, kinds=('fitlam.checkpoint',)).get('meta', {})   # the classifier's: stage 2 ended
     if done and not enc.exists(): raise FitlamError(f'{resume}: a checkpoint of stage 3, but the encoder stage 2 saved, {enc}, is gone')

@@ -16,8 +16,8 @@ from .kernels import DecoderInput, _onednn_ok, decoder_linear, int8_lstm, _cpu_l
 
 # %% auto #0
 __all__ = ['DROPOUTS', 'FASTAI_LM_CONFIG', 'FASTAI_CLAS_CONFIG', 'PAPER_CONFIG', 'AWD_LSTM_CONFIGS', 'HiddenState',
-           'AWDLSTMConfig', 'dropout_mask', 'RNNDropout', 'WeightDropLSTM', 'AWDLSTM', 'LanguageModel',
-           'get_language_model']
+           'AWDLSTMConfig', 'config_from_dict', 'dropout_mask', 'RNNDropout', 'WeightDropLSTM', 'AWDLSTM',
+           'LanguageModel', 'get_language_model']
 
 # %% ../../nbs/21_models.awdlstm.ipynb #c3a223fa
 DROPOUTS = ('output_p', 'hidden_p', 'input_p', 'embed_p', 'weight_p')
@@ -53,13 +53,28 @@ class AWDLSTMConfig:
         return replace(self, **{k: getattr(self, k) * drop_mult for k in DROPOUTS})
 
     def to_dict(self) -> dict:
-        "Return the configuration as a plain dict (for checkpoints)."
+        "Return the configuration as a plain dict (for checkpoints; `config_from_dict` reads it back)."
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def make_encoder(self, vocab_sz: int) -> nn.Module:
+        "The encoder this configuration describes, for `vocab_sz` tokens: an `AWDLSTM` (a `QRNNConfig` makes an `AWDQRNN`)."
+        return AWDLSTM(vocab_sz, self)
 
 FASTAI_LM_CONFIG = AWDLSTMConfig()
 FASTAI_CLAS_CONFIG = AWDLSTMConfig(output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
 PAPER_CONFIG = AWDLSTMConfig(n_hid=1150, output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
 AWD_LSTM_CONFIGS = {'fastai_lm': FASTAI_LM_CONFIG, 'fastai_clas': FASTAI_CLAS_CONFIG, 'paper': PAPER_CONFIG}
+
+def config_from_dict(d: dict, where: str = 'config') -> AWDLSTMConfig:
+    "The configuration a checkpoint's `to_dict()` wrote: an `AWDLSTMConfig`, or a `QRNNConfig` (`fitlam.models.qrnn`) where its `arch` is 'qrnn'."
+    if not isinstance(d, dict): raise FitlamError(f'{where}: a damaged model config ({type(d).__name__}, expected a dict)')
+    d = dict(d)
+    arch = d.pop('arch', 'awd_lstm')
+    if arch == 'qrnn': from .qrnn import QRNNConfig as cls
+    elif arch == 'awd_lstm': cls = AWDLSTMConfig
+    else: raise FitlamError(f"{where}: a model of architecture {arch!r}; this fitlam builds 'awd_lstm' and 'qrnn'")
+    try: return cls(**d)
+    except TypeError as e: raise FitlamError(f'{where}: a damaged model config ({e})') from None
 
 # %% ../../nbs/21_models.awdlstm.ipynb #df180c29
 def dropout_mask(x: Tensor, size: tuple, p: float) -> Tensor:
@@ -149,10 +164,14 @@ class AWDLSTM(nn.Module):
         self.embedding = nn.Embedding(vocab_sz, config.emb_sz, padding_idx=config.pad_idx)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)       # fastai's initrange (the pad row too)
         sizes = [config.emb_sz] + [config.n_hid] * (config.n_layers - 1) + [config.emb_sz]
-        self.rnns = nn.ModuleList(WeightDropLSTM(sizes[l], sizes[l + 1], config.weight_p) for l in range(config.n_layers))
+        self.rnns = nn.ModuleList(self.make_rnn(l, sizes[l], sizes[l + 1]) for l in range(config.n_layers))
         self.input_dp = RNNDropout(config.input_p)
         self.hidden_dps = nn.ModuleList(RNNDropout(config.hidden_p) for _ in range(config.n_layers - 1))
         self.hidden: HiddenState | None = None
+
+    def make_rnn(self, l: int, n_in: int, n_out: int) -> nn.Module:
+        "Layer `l`'s recurrent layer, `n_in` to `n_out` features: a `WeightDropLSTM` (subclasses put other layers in)."
+        return WeightDropLSTM(n_in, n_out, self.config.weight_p)
 
     def embed(self, ids: Tensor) -> Tensor:
         "Look up `ids` (bs, sl) with embedding dropout then input dropout: (bs, sl, emb_sz)."
@@ -207,10 +226,10 @@ class AWDLSTM(nn.Module):
 
 # %% ../../nbs/21_models.awdlstm.ipynb #8c063fdf
 class LanguageModel(nn.Module):
-    "An AWD-LSTM encoder and a linear decoder tied to its embedding: `model(xb)` returns logits (bs, sl, vocab_sz)."
+    "An AWD-LSTM (or `config`'s) encoder and a linear decoder tied to its embedding: `model(xb)` returns logits (bs, sl, vocab_sz)."
     def __init__(self, vocab_sz: int, config: AWDLSTMConfig = FASTAI_LM_CONFIG):
         super().__init__()
-        self.encoder = AWDLSTM(vocab_sz, config)
+        self.encoder = config.make_encoder(vocab_sz)
         self.output_dp = RNNDropout(config.output_p)
         self.decoder = nn.Linear(config.emb_sz, vocab_sz, bias=config.out_bias)
         if config.tie_weights: self.decoder.weight = self.encoder.embedding.weight

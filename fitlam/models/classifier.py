@@ -84,7 +84,7 @@ def classifier_head(n_in: int, n_class: int, lin_ftrs: list[int], ps: list[float
 
 # %% ../../nbs/22_models.classifier.ipynb #5e1115c6
 class TextClassifier(nn.Module):
-    "An AWD-LSTM encoder run over whole documents by BPT3C, concat pooling and a BatchNorm/Dropout/Linear head: logits (bs, n_class), or (`y_range`) numbers in that range."
+    "An AWD-LSTM (or `config`'s) encoder run over whole documents by BPT3C, concat pooling and a BatchNorm/Dropout/Linear head: logits (bs, n_class), or (`y_range`) numbers in that range."
     def __init__(self, vocab_sz: int, n_class: int, config: AWDLSTMConfig = FASTAI_CLAS_CONFIG, bptt: int = 70,
                  max_len: int = 20 * 70, lin_ftrs: list[int] | None = None, ps: list[float] | None = None,
                  y_range: tuple[float, float] | None = None):
@@ -95,7 +95,7 @@ class TextClassifier(nn.Module):
             if not isinstance(v, int) or v < 1: raise FitlamError(f'TextClassifier: {k}={v!r}, expected a positive int')
         self.n_class, self.bptt, self.max_len, self.lin_ftrs, self.ps = n_class, bptt, max_len, lin_ftrs, ps
         self.y_range = _check_y_range(y_range)
-        self.encoder = AWDLSTM(vocab_sz, config)
+        self.encoder = config.make_encoder(vocab_sz)       # an AWDLSTM, or the AWDQRNN of a QRNNConfig
         self.head = classifier_head(3 * config.emb_sz, n_class, lin_ftrs, [config.output_p] + ps, self.y_range)
         self._kept: list | None = None
         self._last_rnn_outputs = None

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..core import FitlamError, atomic_save, check_state_fits, load_checked
 from ..vocab import Vocab, remap_rows
-from .awdlstm import AWDLSTM, AWDLSTMConfig, FASTAI_LM_CONFIG, LanguageModel
+from .awdlstm import AWDLSTM, AWDLSTMConfig, FASTAI_LM_CONFIG, LanguageModel, config_from_dict
 from .classifier import TextClassifier
 
 # %% auto #0
@@ -92,11 +92,11 @@ def _check_direction(ckpt: dict, backwards: bool | None, where):
 def load_model(path, drop_mult: float = 1.) -> tuple[nn.Module, Vocab]:
     "Rebuild the model saved in `path` by `save_model` (dropouts scaled by `drop_mult`) and return it with its vocab."
     ckpt = read_checkpoint(path)
-    config = AWDLSTMConfig(**ckpt['config']).scaled(drop_mult)
+    config = config_from_dict(ckpt['config'], str(path)).scaled(drop_mult)    # an AWD-LSTM's or a QRNN's
     vocab, n = Vocab(ckpt['itos']), len(ckpt['itos'])
     if ckpt['kind'] == 'lm': build = lambda: LanguageModel(n, config)
     elif ckpt['kind'] == 'classifier': build = lambda: TextClassifier(n, config=config, **ckpt['classifier'])
-    elif ckpt['kind'] == 'encoder': build = lambda: AWDLSTM(n, config)
+    elif ckpt['kind'] == 'encoder': build = lambda: config.make_encoder(n)
     else: raise FitlamError(f"{path}: unknown model kind {ckpt['kind']!r}")
     model = build_checked(build, ckpt['state_dict'], path)
     model.load_state_dict(ckpt['state_dict'])
