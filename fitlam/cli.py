@@ -4,6 +4,7 @@
 
 # %% ../nbs/50_cli.ipynb #545800fa
 from __future__ import annotations
+from dataclasses import replace
 import argparse, json, os, platform, shutil, sys, tempfile, time
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ from .download import Corpus, fastai_wt103, get_corpus, get_dataset, fitlam_data
 from .data import TextClasDataBunch, TextLMDataBunch
 from .csvio import check_columns, read_csv
 from .models.awdlstm import AWDLSTMConfig, FASTAI_LM_CONFIG
+from .models.archs import ARCHS
 from .models.pretrained import read_checkpoint
 from .checkpoint import load_file
 from .text_learner import (ClassifierLearner, ULMFIT_CLAS_LR, ULMFIT_LM_LR, ULMFIT_LR_FACTOR, language_model_learner, load_learner,
@@ -144,10 +146,9 @@ def _yardstick(data, error: float) -> dict:
     return dict(baseline_error=y.error, baseline_C=y.C)
 
 # %% ../nbs/50_cli.ipynb #8682e2d0
-def _config(args, base: AWDLSTMConfig = FASTAI_LM_CONFIG) -> AWDLSTMConfig:
-    "The AWD-LSTM config from `--emb/--hid/--layers` over `base`."
-    return AWDLSTMConfig(**{**base.to_dict(), **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items()
-                                                  if v is not None}})
+def _config(args) -> AWDLSTMConfig:
+    "The LM config of `--arch` (an AWD-LSTM or MultiFiT's QRNN) with the sizes of `--emb/--hid/--layers` over its defaults."
+    return replace(ARCHS[args.arch]['lm'], **{k: v for k, v in dict(emb_sz=args.emb, n_hid=args.hid, n_layers=args.layers).items() if v is not None})
 
 def _tokenizer(args, checkpoint=None) -> Tokenizer:
     "The tokenizer of `--tokenizer`/`--vocab-sz`/`--lang`; the SentencePiece model of `checkpoint` (a pretrained LM or an encoder) where it has one."
@@ -367,9 +368,10 @@ def cmd_demo(args) -> dict:
 
 # %% ../nbs/50_cli.ipynb #99273707
 def _add_model_args(p, emb=None, hid=None, layers=None):
-    p.add_argument('--emb', type=int, default=emb, help='embedding size (default: the pretrained model, else 400)')
-    p.add_argument('--hid', type=int, default=hid, help='LSTM hidden size (default: the pretrained model, else 1152)')
-    p.add_argument('--layers', type=int, default=layers, help='LSTM layers (default: the pretrained model, else 3)')
+    p.add_argument('--arch', choices=list(ARCHS), default='awd_lstm', help="the encoder: fitlam's AWD-LSTM or MultiFiT's QRNN (faster on a CPU)")
+    p.add_argument('--emb', type=int, default=emb, help=f"embedding size (default: {emb or 'the arch default, 400'})")
+    p.add_argument('--hid', type=int, default=hid, help=f"hidden size of the inner layers (default: {hid or 'the arch default: 1152, qrnn 1550'})")
+    p.add_argument('--layers', type=int, default=layers, help=f"recurrent layers (default: {layers or 'the arch default: 3, qrnn 4'})")
 
 def _positive_int(value: str) -> int:
     "An argparse type: a whole number >= 1."
@@ -433,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-vocab', type=int, default=60_000); p.add_argument('--min-freq', type=int, default=3)
     p.add_argument('--drop-mult', type=float, default=0.5)
     p.add_argument('--backwards', action='store_true', help='a backward LM (reads text right to left), for a forward + backward ensemble')
-    _add_model_args(p, 400, 1152, 3); _add_common(p, 'fitlam_pretrain'); _add_resume(p); p.set_defaults(func=cmd_pretrain)
+    _add_model_args(p); _add_common(p, 'fitlam_pretrain'); _add_resume(p); p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser('finetune-lm', help='stage 2: fine-tune a pretrained LM on the task\'s text')
     p.add_argument('--train', nargs='+', required=True, help='CSV file(s) with the task\'s texts')
