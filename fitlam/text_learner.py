@@ -187,9 +187,9 @@ class LMLearner(TextLearner):
                  [('all', n, _check_epochs(epochs, 'epochs'), lrs)]
         return fit_stages(self, stages, Learner.fit_stlr, cbs, verbose, checkpoint, resume, dict(cut_frac=cut_frac, ratio=ratio, **kwargs))
 
-    def save_lm(self, name) -> Path:
-        "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it."
-        return save_model(self._file(name), self.model, self.vocab, self.backwards, self.tokenizer)
+    def save_lm(self, name, half: bool = False) -> Path:
+        "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it; `half`: weights in float16."
+        return save_model(self._file(name), self.model, self.vocab, self.backwards, self.tokenizer, half)
 
     @torch.no_grad()
     def predict(self, prompt: str, n_words: int = 20, temperature: float = 1., no_unk: bool = True, seed: int | None = None,

@@ -37,12 +37,22 @@ def _check_vocab(model: nn.Module, itos: list[str], what: str):
 
 def _encoder(model: nn.Module) -> AWDLSTM: return model if isinstance(model, AWDLSTM) else model.encoder
 
-def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None, tokenizer=None) -> Path:
-    "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically; `backwards`: the direction it reads text (None: not recorded); a subword `tokenizer` (`fitlam.subword`): its settings and model's bytes too."
+def _cpu_state(model: nn.Module, half: bool) -> dict[str, Tensor]:
+    "`model`'s state dict on the CPU, its float tensors in float16 if `half`; tensors that share memory (a tied decoder) still share it, so the file holds them once."
+    out, seen = {}, {}
+    for k, v in model.state_dict().items():
+        v = v.detach()
+        key = (v.data_ptr(), v.shape, v.stride())
+        if key not in seen: seen[key] = v.cpu().half() if half and v.is_floating_point() else v.cpu()
+        out[k] = seen[key]
+    return out
+
+def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: bool | None = None, tokenizer=None, half: bool = False) -> Path:
+    "Write `model` (LM, classifier or encoder), its config and `vocab` to `path` atomically; `backwards`: the direction it reads text (None: not recorded); a subword `tokenizer` (`fitlam.subword`): its settings and model's bytes too; `half`: the weights in float16 (half the file; loading casts them back)."
     kind, itos = _kind(model), _itos(vocab)
     _check_vocab(model, itos, f'save_model({path})')
     ckpt = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, kind=kind, config=_encoder(model).config.to_dict(), itos=itos,
-                state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
+                state_dict=_cpu_state(model, half))
     if backwards is not None: ckpt['backwards'] = bool(backwards)
     if getattr(vocab, 'subword', None): ckpt['subword'] = vocab.subword
     if getattr(tokenizer, 'sp_model', None) is not None: ckpt.update(tokenizer=tokenizer.to_config(), sp_model=tokenizer.sp_model)
