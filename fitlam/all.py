@@ -30,6 +30,7 @@ from .learner import *
 from .training import *
 from .score_metrics import *
 from .text_learner import *
+from .lm_eval import *
 from .interpret import *
 from .baseline import *
 from .distributed import *
