@@ -49,8 +49,8 @@ from _common import OUT, PeakRSS, command, data_dir, loadavg, write_json
 CONTESTANTS = {
     'awd_words':  dict(arch='awd_lstm', tokenizer='spacy', vocab=10_000, sizes=(200, 512, 2), drop_mult=0.3, lr=5e-3),  # tutorial_pretrain's quick LM
     'awd_sp':     dict(arch='awd_lstm', tokenizer='sp', vocab=15_000, sizes=(200, 512, 2), drop_mult=0.3, lr=5e-3),
-    'qrnn_words': dict(arch='qrnn', tokenizer='spacy', vocab=10_000, sizes=(400, 1024, 3), drop_mult=0.3, lr=5e-3, config=dict(window=2)),
-    'qrnn_sp':    dict(arch='qrnn', tokenizer='sp', vocab=15_000, sizes=(400, 1024, 3), drop_mult=0.3, lr=5e-3, config=dict(window=2)),
+    'qrnn_words': dict(arch='qrnn', tokenizer='spacy', vocab=10_000, sizes=(256, 768, 3), drop_mult=0.3, lr=5e-3, config=dict(window=2)),
+    'qrnn_sp':    dict(arch='qrnn', tokenizer='sp', vocab=15_000, sizes=(256, 768, 3), drop_mult=0.3, lr=5e-3, config=dict(window=2)),
 }
 BS, BPTT, MIN_FREQ, SEED = 64, 70, 3, 42
 
