@@ -21,6 +21,7 @@ from .models.classifier import *
 from .models.pretrained import *
 from .models.qrnn import *
 from .models.archs import *
+from .models.zoo import *
 from .callback import *
 from .metrics import *
 from .schedule import *

@@ -325,11 +325,14 @@ def cmd_demo(args) -> dict:
     train, valid = splits['train'], splits['valid']
     print(f'TREC-6: {len(train)} training and {len(valid)} validation questions, {train.label.nunique()} classes')
     config = _config(args)
-    corpus = args.corpus or (['gutenberg'] if (fitlam_data() and (fitlam_data()/'gutenberg').is_dir()) else None)
-    t = time.perf_counter()
+    corpus, t = args.corpus, time.perf_counter()
     if args.wt103:
         pretrained, source = fastai_wt103(), "fastai's WikiText-103 LM"
         config = None
+    elif not corpus:                                   # the LM that ships with fitlam (or --pretrained): stages 2 and 3 only
+        pretrained = _checkpoint_file(args.pretrained, args.out)           # a shipped LM's name, or a file
+        source, config = f'{args.pretrained} ({pretrained})', None
+        print(f'stage 1: done already, starting from the pretrained LM {source}')
     elif corpus and after_stage1:
         pretrained, source = out/'pretrained_lm.pth', f"{', '.join(corpus)} (stage 1 finished before the interruption)"
         if not pretrained.exists(): raise FitlamError(f'{resume}: a checkpoint of stages 2-3, but stage 1\'s LM, {pretrained}, is gone')
@@ -338,20 +341,17 @@ def cmd_demo(args) -> dict:
         print(f'stage 1: pretraining an LM ({config.emb_sz}/{config.n_hid}/{config.n_layers}) on {limit}{", ".join(corpus)}')
         lm = pretrain_lm(_corpus_source(corpus, args.pretrain_words), config=config, epochs=args.pretrain_epochs, lr=args.pretrain_lr,
                          bs=args.bs, bptt=args.bptt, tokenizer=_tokenizer(args),
-                         max_vocab=args.max_vocab, seed=args.seed, path=out, progress=not args.quiet, checkpoint=ck, resume=resume)
+                         max_vocab=args.max_vocab or 10_000, seed=args.seed, path=out, progress=not args.quiet, checkpoint=ck, resume=resume)
         pretrained = lm.save_lm(out/'pretrained_lm.pth')
         source = f"{', '.join(corpus)}: {lm.data.train_dl.n_tokens:,} training tokens"
         del lm
-    else:
-        pretrained, source = None, 'nothing (no corpus: pass --corpus, set FITLAM_DATA, or --wt103)'
-        print('stage 1: skipped, no pretraining corpus; the LM starts from scratch')
     timings['pretrain_s'] = round(time.perf_counter() - t, 1)
     print('stages 2 and 3: fine-tuning the LM on the TREC-6 questions, then the classifier with gradual unfreezing')
     clas = ulmfit(train, valid, pretrained=pretrained, config=None if pretrained else config, bs=args.bs, bptt=args.bptt,
                   lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_epochs=args.clas_epochs,
                   clas_stage_epochs=args.clas_stage_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
-                  path=out, max_vocab=args.max_vocab, keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
-                  timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None,
+                  path=out, max_vocab=args.max_vocab or (10_000 if corpus else 60_000), keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
+                  timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None, arch=args.arch if corpus else None,
                   tokenizer=None if pretrained else _tokenizer(args))     # a pretrained LM brings its own (its subword model)
     acc = clas.validate()['accuracy']
     yardstick = _yardstick(clas.data, 1 - acc)
@@ -487,13 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--trust-rules', action='store_true', help="import the model file's own tokenizer rules (runs code it names)")
     p.add_argument('--threads', type=_positive_int, default=None); _add_encoding(p); p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser('demo', help='ULMFiT end to end on TREC-6 with a small LM (about 10 minutes on 2 CPU cores)')
+    p = sub.add_parser('demo', help='ULMFiT on TREC-6 from the LM that ships with fitlam (a few minutes on 2 CPU cores)')
     p.add_argument('--data', default=None, help='a folder with TREC-6 train.csv/valid.csv (default: $FITLAM_DATA/trec6, else download)')
-    p.add_argument('--corpus', nargs='+', default=None, help='pretraining text (default: gutenberg under $FITLAM_DATA if there)')
+    p.add_argument('--pretrained', default='fitlam_en_small', help='the pretrained LM: a shipped one by name (default: fitlam_en_small) or an lm.pth')
+    p.add_argument('--corpus', nargs='+', default=None, help='pretrain an LM first (stage 1) on this text, e.g. gutenberg (under $FITLAM_DATA) or files')
     p.add_argument('--wt103', action='store_true', help="use fastai's pretrained WikiText-103 LM instead (downloaded)")
     p.add_argument('--pretrain-words', type=int, default=600_000); p.add_argument('--pretrain-epochs', type=int, default=1)
     p.add_argument('--pretrain-lr', type=float, default=5e-3)
-    p.add_argument('--max-vocab', type=int, default=10_000, help='of the pretrained LM and of the task (default: 10,000)')
+    p.add_argument('--max-vocab', type=int, default=None, help='of the task with the pretrained LM\'s words (default: all of them; 10,000 with --corpus)')
     p.add_argument('--lm-epochs', type=int, default=12); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lm-drop-mult', type=float, default=0.5)
     p.add_argument('--clas-epochs', type=int, default=12); p.add_argument('--clas-stage-epochs', type=int, default=2)

@@ -226,13 +226,14 @@ class _Corpora:
                               'or pretrained_vocab= (the pretrained LM whose words a vocab built here keeps), not both')
 
     def vocab(self, train: Sequence[tuple[TokenizedCorpus, np.ndarray | None]], max_vocab: int, min_freq: int, pretrained=None) -> Vocab:
-        "The vocab of the training documents (`(corpus, doc indices or None for all)` pairs), keeping the words of a `pretrained` LM; it records the tokenizer's subword model."
+        "The vocab of the training documents (`(corpus, doc indices or None for all)` pairs), keeping the words of a `pretrained` LM (a subword LM's: all its pieces, whatever `max_vocab`); it records the tokenizer's subword model."
         counts = Counter()
         for corpus, docs in train: counts.update(_counts(corpus, docs))
         if pretrained is not None:
             from fitlam.models.pretrained import pretrained_itos     # (fitlam.models comes after the data)
             try: pretrained = pretrained_itos(pretrained)
             except FitlamError as e: raise FitlamError(f'pretrained_vocab: {e}') from e
+        if self.tokenizer.subword and pretrained: max_vocab = max(max_vocab, len(pretrained))   # a piece left out would read as xxunk
         return Vocab.from_counts(counts, max_vocab=max_vocab, min_freq=min_freq, include=pretrained or (), subword=self.tokenizer.subword)
 
     @staticmethod

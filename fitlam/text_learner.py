@@ -24,6 +24,7 @@ from .data import ClasLoader, TextClasDataBunch, TextLMDataBunch, _df_texts, _la
 from .fastai_names import AWD_LSTM
 from .models.awdlstm import AWDLSTMConfig, DROPOUTS, FASTAI_CLAS_CONFIG, FASTAI_LM_CONFIG, LanguageModel, config_from_dict
 from .models.archs import arch_config
+from .models.zoo import is_shipped, shipped_lm
 from .models.kernels import lm_cross_entropy
 from .models.classifier import TextClassifier, _check_y_range
 from .models.pretrained import build_checked, load_encoder, load_pretrained, read_checkpoint, save_encoder, save_model
@@ -129,11 +130,12 @@ class TextLearner(Learner):
 
 # %% ../nbs/40_text_learner.ipynb #c0027067
 def _checkpoint_file(name, path='.', model_dir='models') -> Path:
-    "The file `name`, or `path/model_dir/name.pth` where `save_encoder`/`save_lm` put a bare name."
+    "The file `name`, or `path/model_dir/name.pth` where `save_encoder`/`save_lm` put a bare name, or the LM of that name that ships with fitlam (`fitlam.models.zoo`)."
     p = Path(name)
     if p.exists() or isinstance(name, Path): return p
     q = Path(path)/model_dir/f'{name}.pth'
     if q.exists(): return q
+    if is_shipped(name): return shipped_lm(name)
     raise FitlamError(f'{name}: checkpoint not found (looked for {p.resolve()} and {q.resolve()})')
 
 class NoTransferWarning(UserWarning):
@@ -144,6 +146,12 @@ def _warn_no_transfer(where: str, arg: str):
     warnings.warn(f"{where}: no {arg} given, so the model starts from random weights and there is no transfer learning (ULMFiT's point). "
                   f"Pass {arg} a pretrained LM (fastai_wt103() downloads fastai's WikiText-103 one; pretrain_lm() makes one), "
                   f"or {arg}False to train from scratch on purpose.", NoTransferWarning, stacklevel=3)
+
+def _fine_tune_schedule(schedule: str, cut_frac: float, ratio: float) -> tuple:
+    "The fit and its arguments of a `fine_tune` stage: ULMFiT's slanted triangular LRs ('stlr'), or MultiFiT's cosine one-cycle ('one_cycle': `fit_one_cycle`, fastai's)."
+    if schedule == 'stlr': return Learner.fit_stlr, dict(cut_frac=cut_frac, ratio=ratio)
+    if schedule == 'one_cycle': return Learner.fit_one_cycle, {}
+    raise FitlamError(f"fine_tune: schedule={schedule!r}, expected 'stlr' (ULMFiT's slanted triangular LRs) or 'one_cycle' (MultiFiT's cosine one-cycle)")
 
 def _resolve_pretrained(pretrained, path='.', model_dir='models'):
     "`pretrained` with a fitlam checkpoint's bare name resolved by `_checkpoint_file`; None and fastai's `(weights, itos)` as given."
@@ -177,15 +185,16 @@ class LMLearner(TextLearner):
 
     def fine_tune(self, epochs: int = 1, lr: float | Sequence[float] = ULMFIT_LM_LR, *, freeze_epochs: int = 0,
                   freeze_lr: float | None = None, lr_factor: float = ULMFIT_LR_FACTOR, cut_frac: float = 0.1, ratio: float = 32.,
-                  cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
-        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only (at `freeze_lr`, default 10x the top group's); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`; `kwargs` to each `fit` (e.g. `accum_steps`)."
+                  schedule: str = 'stlr', cbs=None, verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
+        "ULMFiT LM fine-tuning: `epochs` of all layers with discriminative LRs (`lr` for the top group, ÷`lr_factor` per group below, or a list of one LR per group) on STLR, after `freeze_epochs` of the last group only (at `freeze_lr`, default 10x the top group's); `schedule`: 'stlr' (`cut_frac`, `ratio`) or MultiFiT's 'one_cycle' (`_fine_tune_schedule`); `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`; `kwargs` to each `fit` (e.g. `accum_steps`)."
         self._check_trainable('fine_tune')
         n = len(self.layer_groups)
         lrs = resolve_lrs(lr if np.ndim(lr) else _check_fine_tune_lr(lr), n, lr_factor if np.ndim(lr) == 0 else None)  # a list: one LR per group
         lr0 = _check_lr(freeze_lr if freeze_lr is not None else 10 * lrs[-1], 'freeze_lr')
         stages = ([('frozen', 1, _check_epochs(freeze_epochs, 'freeze_epochs'), [lr0] * n)] if freeze_epochs else []) + \
                  [('all', n, _check_epochs(epochs, 'epochs'), lrs)]
-        return fit_stages(self, stages, Learner.fit_stlr, cbs, verbose, checkpoint, resume, dict(cut_frac=cut_frac, ratio=ratio, **kwargs))
+        fit, hypers = _fine_tune_schedule(schedule, cut_frac, ratio)
+        return fit_stages(self, stages, fit, cbs, verbose, checkpoint, resume, dict(hypers, **kwargs))
 
     def save_lm(self, name, half: bool = False) -> Path:
         "Save the whole LM (config, vocab, weights, direction) so that `language_model_learner(..., pretrained=path)` can start from it; `half`: weights in float16."
@@ -280,13 +289,13 @@ class ClassifierLearner(TextLearner):
 
     def fine_tune(self, epochs: int | Sequence[int] = 1, lr: float | Sequence[float] = ULMFIT_CLAS_LR, *, stage_epochs: int | Sequence[int] = 1,
                   lr_factor: float = ULMFIT_LR_FACTOR, stages: Sequence[int] | None = None, min_steps: int = 0,
-                  keep_best: bool | str = False, cut_frac: float = 0.1, ratio: float = 32., cbs=None, verbose: bool = True,
-                  checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
-        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR, the last stage (all groups) `epochs` epochs and each one before it `stage_epochs`, each at least `min_steps` batches; `keep_best`: end on the best epoch's weights; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
+                  keep_best: bool | str = False, cut_frac: float = 0.1, ratio: float = 32., schedule: str = 'stlr', cbs=None,
+                  verbose: bool = True, checkpoint=None, resume=None, **kwargs) -> pd.DataFrame:
+        "ULMFiT gradual unfreezing: stage k trains the last k layer groups with discriminative LRs (÷`lr_factor`) on STLR, the last stage (all groups) `epochs` epochs and each one before it `stage_epochs`, each at least `min_steps` batches; `schedule`: 'stlr' or MultiFiT's 'one_cycle'; `keep_best`: end on the best epoch's weights; `checkpoint`/`resume` as in `fitlam.checkpoint.run_stages`."
         self._check_trainable('fine_tune')    # before the freezing
         return super().fine_tune(epochs, lr, stage_epochs=stage_epochs, lr_factor=lr_factor, stages=stages, min_steps=min_steps,
-                                 keep_best=keep_best, cbs=cbs, verbose=verbose, checkpoint=checkpoint, resume=resume, cut_frac=cut_frac,
-                                 ratio=ratio, **kwargs)
+                                 keep_best=keep_best, cbs=cbs, verbose=verbose, checkpoint=checkpoint, resume=resume,
+                                 schedule=(sched := _fine_tune_schedule(schedule, cut_frac, ratio))[0], **sched[1], **kwargs)
 
     def baseline(self, **kwargs) -> Yardstick:
         "The bag-of-words yardstick on this learner's data (`fitlam.baseline.baseline`): the error to beat."

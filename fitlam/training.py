@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .core import FitlamError, atomic_write, refuse_fastai_args
@@ -19,8 +20,9 @@ from .checkpoint import _cpu_copy, _is_main_process
 from .schedule import LRFinder
 
 # %% auto #0
-__all__ = ['RNNRegularizer', 'GradientClip', 'TrackerCallback', 'EarlyStopping', 'SaveBestModel', 'KeepBest', 'ReduceLROnPlateau',
-           'EarlyStoppingCallback', 'SaveModelCallback', 'CSVLogger', 'JSONLLogger', 'read_log', 'TensorBoardCallback']
+__all__ = ['LabelSmoothingCrossEntropyFlat', 'RNNRegularizer', 'LabelSmoothingCrossEntropy', 'GradientClip', 'TrackerCallback',
+           'EarlyStopping', 'SaveBestModel', 'KeepBest', 'ReduceLROnPlateau', 'EarlyStoppingCallback',
+           'SaveModelCallback', 'CSVLogger', 'JSONLLogger', 'read_log', 'TensorBoardCallback']
 
 # %% ../nbs/36_training.ipynb #0738693a
 class RNNRegularizer(Callback):
@@ -49,6 +51,24 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None: return x.mean()
     per_row = (x * mask.unsqueeze(2)).sum((1, 2)) / (mask.sum(1) * x.size(2)).clamp_min(1)
     return per_row.mean()
+
+# %% ../nbs/36_training.ipynb #a741c9bf
+class LabelSmoothingCrossEntropy(nn.Module):
+    "Cross-entropy against targets smoothed by `eps` (the true class 1 - eps + eps/C, the others eps/C), as fastai's `LabelSmoothingCrossEntropy`; MultiFiT's classifier loss."
+    def __init__(self, eps: float = 0.1, reduction: str = 'mean'):
+        super().__init__()
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
+            raise FitlamError(f'LabelSmoothingCrossEntropy: eps={eps!r}, expected a number in [0, 1) (MultiFiT: 0.1)')
+        if reduction not in ('mean', 'sum', 'none'): raise FitlamError(f"LabelSmoothingCrossEntropy: reduction={reduction!r}, expected 'mean', 'sum' or 'none'")
+        self.eps, self.reduction = float(eps), reduction
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, target, reduction=self.reduction, label_smoothing=self.eps)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor: return x.softmax(-1)    # what `predict` turns the logits into
+    def extra_repr(self) -> str: return f'eps={self.eps}'
+
+LabelSmoothingCrossEntropyFlat = LabelSmoothingCrossEntropy     # fastai's name for flattened inputs (fitlam's are flat already)
 
 # %% ../nbs/36_training.ipynb #78465999
 class GradientClip(Callback):

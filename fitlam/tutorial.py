@@ -11,6 +11,7 @@ import torch
 
 from .core import FitlamError
 from .download import fastai_wt103, fitlam_home
+from .models.zoo import is_shipped, shipped_lm
 from .tokenizer import Tokenizer
 from .subword import get_tokenizer
 
@@ -29,6 +30,7 @@ def tutorial_setup(name: str, preset: str, presets: dict, overrides: dict | None
 def pretrained_lm(name: str, preset: str, backwards: bool = False, models: Path | None = None):
     "A preset's pretrained LM: fastai's WikiText-103 files (`wt103`, `wt103_bwd`; downloaded once), or a file `tutorial_pretrain` saved in `models`."
     if name in ('wt103', 'wt103_bwd'): return fastai_wt103(backwards=name.endswith('_bwd'))
+    if is_shipped(name): return shipped_lm(name)                                   # e.g. 'fitlam_en_small', inside fitlam
     path = Path(name) if Path(name).is_absolute() else (models or fitlam_home()/'models')/name
     if not path.exists():
         raise FitlamError(f'{path}: no pretrained language model. Run tutorial_pretrain first, with the same preset: '
