@@ -29,10 +29,10 @@ Prints a markdown table (tokens/s: trained tokens over the timed fit's seconds; 
 peak RSS: the contestant's process, VmHWM, its tokenizer workers apart: `peak_tree_rss_mb`, sampled every 0.5 s, has
 them), writes bench/out/lm_race.json (machine, settings, one record per contestant; a contestant whose process fails
 is recorded with its error and the race goes on). The token cache and the SentencePiece models go to $FITLAM_CACHE
-(else ~/.cache/fitlam): a second race tokenizes from the cache. The QRNN contestants (arch 'qrnn') need
-`fitlam.models.qrnn` (`QRNNConfig`).
+(else ~/.cache/fitlam): a second race tokenizes from the cache.
 
-    FITLAM_DATA=../shared/data .venv/bin/python bench/lm_race.py --contestants awd_words,awd_sp,qrnn_words,qrnn_sp   # the race (4 x 30 min of training)
+    FITLAM_DATA=../shared/data .venv/bin/python bench/lm_race.py --contestants qrnn_sp,awd_words --save /tmp/race/lms   # the documented race (2 x 30 min)
+    FITLAM_DATA=../shared/data .venv/bin/python bench/lm_race.py --contestants awd_words,awd_sp,qrnn_words,qrnn_sp   # every pairing (4 x 30 min)
     OMP_NUM_THREADS=1 FITLAM_DATA=../shared/data .venv/bin/python bench/lm_race.py --contestants awd_words,awd_sp \\
         --minutes 0.3 --max-words 30000 --sizes awd_words=32,64,2 --sizes awd_sp=32,64,2 --vocab awd_sp=2000   # a quick check (~2 min)
 """

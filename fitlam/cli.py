@@ -34,8 +34,8 @@ from .metrics import figure_axes
 from .baseline import baseline
 
 # %% auto #0
-__all__ = ['cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'build_parser', 'main',
-           'cli']
+__all__ = ['DEMO_EPOCHS', 'cmd_pretrain', 'cmd_finetune_lm', 'cmd_train_clas', 'cmd_predict', 'cmd_evaluate', 'cmd_demo',
+           'build_parser', 'main', 'cli']
 
 # %% ../nbs/50_cli.ipynb #a5f23718
 def _read_csv(path, cols: Sequence[str], encoding: str = 'utf-8') -> pd.DataFrame:
@@ -315,6 +315,13 @@ def _evaluate_regression(args, learn) -> dict:
     return res
 
 # %% ../nbs/50_cli.ipynb #9856a19a
+DEMO_EPOCHS = {'pretrained': dict(lm_epochs=8, clas_stage_epochs=1, clas_epochs=8),     # from a pretrained LM: about 4 minutes
+               'corpus': dict(lm_epochs=12, clas_stage_epochs=2, clas_epochs=12)}       # after a small pretraining of its own
+
+def _demo_epochs(args, corpus) -> dict:
+    "The demo's epochs: the flags given, else `DEMO_EPOCHS` of its start (tuned on TREC-6's validation split, docs/benchmarks.md)."
+    return {k: v if getattr(args, k) is None else getattr(args, k) for k, v in DEMO_EPOCHS['corpus' if corpus else 'pretrained'].items()}
+
 def cmd_demo(args) -> dict:
     "Run ULMFiT's three stages on TREC-6 and print the validation accuracy."
     t0, out, timings = time.perf_counter(), _check_out(args.out), {}
@@ -348,8 +355,7 @@ def cmd_demo(args) -> dict:
     timings['pretrain_s'] = round(time.perf_counter() - t, 1)
     print('stages 2 and 3: fine-tuning the LM on the TREC-6 questions, then the classifier with gradual unfreezing')
     clas = ulmfit(train, valid, pretrained=pretrained, config=None if pretrained else config, bs=args.bs, bptt=args.bptt,
-                  lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_epochs=args.clas_epochs,
-                  clas_stage_epochs=args.clas_stage_epochs, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
+                  **_demo_epochs(args, corpus), lm_lr=args.lm_lr, lm_drop_mult=args.lm_drop_mult, clas_lr=args.clas_lr, clas_drop_mult=args.clas_drop_mult, seed=args.seed,
                   path=out, max_vocab=args.max_vocab or (10_000 if corpus else 60_000), keep_pretrained_vocab=not args.task_vocab_only, progress=not args.quiet,
                   timings=timings, checkpoint=ck, resume=resume if after_stage1 or not corpus or args.wt103 else None, arch=args.arch if corpus else None,
                   tokenizer=None if pretrained else _tokenizer(args))     # a pretrained LM brings its own (its subword model)
@@ -441,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--train', nargs='+', required=True, help='CSV file(s) with the task\'s texts')
     p.add_argument('--unsup', nargs='*', help='more CSV files of unlabelled texts')
     p.add_argument('--text-col', default='text')
-    p.add_argument('--pretrained', default=None, help='an lm.pth from `fitlam pretrain` (default: none, train from scratch)')
+    p.add_argument('--pretrained', default=None, help='an lm.pth from `fitlam pretrain`, or the name of the LM that ships with fitlam, fitlam_en_small (default: none, train from scratch)')
     p.add_argument('--wt103', action='store_true', help="start from fastai's WikiText-103 LM (downloaded)")
     p.add_argument('--backwards', action='store_true', help='a backward LM (reads the text right to left)')
     p.add_argument('--epochs', type=int, default=1); p.add_argument('--lr', type=float, default=ULMFIT_LM_LR)
@@ -495,9 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pretrain-words', type=int, default=600_000); p.add_argument('--pretrain-epochs', type=int, default=1)
     p.add_argument('--pretrain-lr', type=float, default=5e-3)
     p.add_argument('--max-vocab', type=int, default=None, help='of the task with the pretrained LM\'s words (default: all of them; 10,000 with --corpus)')
-    p.add_argument('--lm-epochs', type=int, default=12); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
+    p.add_argument('--lm-epochs', type=int, default=None, help='LM fine-tuning epochs (default: 8; 12 with --corpus)'); p.add_argument('--lm-lr', type=float, default=ULMFIT_LM_LR)
     p.add_argument('--lm-drop-mult', type=float, default=0.5)
-    p.add_argument('--clas-epochs', type=int, default=12); p.add_argument('--clas-stage-epochs', type=int, default=2)
+    p.add_argument('--clas-epochs', type=int, default=None, help='classifier epochs of the last gradual-unfreezing stage (default: 8; 12 with --corpus)')
+    p.add_argument('--clas-stage-epochs', type=int, default=None, help='classifier epochs of each stage before the last (default: 1; 2 with --corpus)')
     p.add_argument('--task-vocab-only', action='store_true',
                    help="the vocab from the task's text alone; by default it also keeps the pretrained LM's words, up to --max-vocab")
     p.add_argument('--clas-lr', type=float, default=ULMFIT_CLAS_LR); p.add_argument('--clas-drop-mult', type=float, default=0.5)
