@@ -2,12 +2,9 @@
 """Write a pretrained LM checkpoint into the package as a shipped LM: its weights in float16 (tied tensors once),
 everything else as saved, under fitlam/pretrained/NAME.pth; print its size and SHA-256 for `fitlam.models.zoo.SHIPPED`.
 
-    .venv/bin/python tools/ship_lm.py /tmp/race/lms/qrnn_sp.pth fitlam_en_small
+    .venv/bin/python tools/ship_lm.py /tmp/race/lms/awd_words.pth fitlam_en_small   # the LM of bench/lm_race.py --save
 """
 import sys
-from pathlib import Path
-
-import torch
 
 from fitlam.core import atomic_save
 from fitlam.models.pretrained import read_checkpoint

@@ -5,7 +5,7 @@
 # %% ../../nbs/24_models.qrnn.ipynb #6093d4ad
 from __future__ import annotations
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
