@@ -20,8 +20,8 @@ def site(tmp_path_factory):
 def _modules():
     "(notebook stem, module) for each notebook that exports a module."
     for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
-        m = re.search(r'#\| default_exp (\S+)', nb.read_text(encoding='utf-8'))
-        if m: yield nb.stem, m.group(1).rstrip('\\n"')
+        m = re.search(r'#\| default_exp ([\w.]+)', nb.read_text(encoding='utf-8'))   # (a module name: letters, digits, _ and .)
+        if m: yield nb.stem, m.group(1)
 
 
 def _page_text(site, stem) -> str:

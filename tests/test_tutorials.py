@@ -91,7 +91,8 @@ def test_papermill_injection(name, preset):
 
 
 def test_the_tutorials_share_one_pretrained_lm():
-    "tutorial_pretrain saves under the names the other tutorials load (so no other notebook pretrains)."
+    "tutorial_pretrain saves under the names the other tutorials load, or they load the LM that ships with fitlam (so no other notebook pretrains)."
+    from fitlam.models.zoo import SHIPPED
     ns = {}
     exec(parameters_cell(read('tutorial_pretrain')).source, ns)
     saved = {k: p['out'] for k, p in ns['PRESETS'].items()}
@@ -99,7 +100,7 @@ def test_the_tutorials_share_one_pretrained_lm():
         other = {}
         exec(parameters_cell(read(name)).source, other)
         for k, p in other['PRESETS'].items():
-            assert p['pretrained'] == 'wt103' or p['pretrained'] == saved.get(k), (name, k, p['pretrained'], saved)
+            assert p['pretrained'] in ('wt103', saved.get(k)) or p['pretrained'] in SHIPPED, (name, k, p['pretrained'], saved)
             if p.get('pretrained_bwd') is not None:    # the backward LM: tutorial_pretrain's name with _bwd (overrides {backwards: true})
                 want = 'wt103_bwd' if p['pretrained'] == 'wt103' else saved[k].replace('.pth', '_bwd.pth')
                 assert p['pretrained_bwd'] == want, (name, k, p['pretrained_bwd'], want)
