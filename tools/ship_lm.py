@@ -7,16 +7,12 @@ everything else as saved, under fitlam/pretrained/NAME.pth; print its size and S
 import sys
 
 from fitlam.core import atomic_save
-from fitlam.models.pretrained import read_checkpoint
+from fitlam.models.pretrained import cpu_state, read_checkpoint
 from fitlam.models.zoo import PRETRAINED_DIR, file_sha256
 
 def main(src: str, name: str):
     ckpt = read_checkpoint(src)
-    seen, state = {}, {}
-    for k, v in ckpt['state_dict'].items():
-        key = (v.data_ptr(), v.shape, v.stride())
-        if key not in seen: seen[key] = v.half() if v.is_floating_point() else v
-        state[k] = seen[key]
+    state = cpu_state(ckpt['state_dict'], half=True)
     out = PRETRAINED_DIR/f'{name}.pth'
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_save({**ckpt, 'state_dict': state}, out)

@@ -17,7 +17,7 @@ from .awdlstm import AWDLSTM, AWDLSTMConfig, FASTAI_LM_CONFIG, LanguageModel, co
 from .classifier import TextClassifier
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'save_model', 'read_checkpoint', 'load_model', 'build_checked',
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'cpu_state', 'save_model', 'read_checkpoint', 'load_model', 'build_checked',
            'save_encoder', 'load_encoder', 'read_fastai_itos', 'pretrained_itos', 'fastai_to_fitlam',
            'config_from_state', 'remap_lm_state', 'load_pretrained', 'load_fastai_lm']
 
@@ -37,10 +37,10 @@ def _check_vocab(model: nn.Module, itos: list[str], what: str):
 
 def _encoder(model: nn.Module) -> AWDLSTM: return model if isinstance(model, AWDLSTM) else model.encoder
 
-def _cpu_state(model: nn.Module, half: bool) -> dict[str, Tensor]:
-    "`model`'s state dict on the CPU, its float tensors in float16 if `half`; tensors that share memory (a tied decoder) still share it, so the file holds them once."
+def cpu_state(state: dict[str, Tensor], half: bool = False) -> dict[str, Tensor]:
+    "`state` on the CPU, its float tensors in float16 if `half`; tensors that share memory (a tied decoder) still share it, so a file holds them once."
     out, seen = {}, {}
-    for k, v in model.state_dict().items():
+    for k, v in state.items():
         v = v.detach()
         key = (v.data_ptr(), v.shape, v.stride())
         if key not in seen: seen[key] = v.cpu().half() if half and v.is_floating_point() else v.cpu()
@@ -52,7 +52,7 @@ def save_model(path, model: nn.Module, vocab: Vocab | Sequence[str], backwards: 
     kind, itos = _kind(model), _itos(vocab)
     _check_vocab(model, itos, f'save_model({path})')
     ckpt = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, kind=kind, config=_encoder(model).config.to_dict(), itos=itos,
-                state_dict=_cpu_state(model, half))
+                state_dict=cpu_state(model.state_dict(), half))
     if backwards is not None: ckpt['backwards'] = bool(backwards)
     if getattr(vocab, 'subword', None): ckpt['subword'] = vocab.subword
     if getattr(tokenizer, 'sp_model', None) is not None: ckpt.update(tokenizer=tokenizer.to_config(), sp_model=tokenizer.sp_model)
