@@ -11,6 +11,11 @@ same machine; we quote the median batch and tokens/s = bs * bptt / median, and t
 
     .venv/bin/python bench/qrnn_speed.py                      # the documented run (~6 min on 2 cores)
     .venv/bin/python bench/qrnn_speed.py --pairs 200,512,2 --batches 2 --rounds 1   # a quick look
+    .venv/bin/python bench/qrnn_speed.py --profile            # where each LM's batch goes (~2 min)
+
+`--profile` times one batch of each model under `torch.profiler` and splits it into matrix products (the gates'
+projections, the decoder and their gradients: work that takes the same time per weight in either architecture) and
+everything else, the bound on what fusing the QRNN's element-wise passes could give.
 """
 from __future__ import annotations
 import argparse, math, platform, statistics, time
@@ -59,6 +64,20 @@ class Runner:
     @property
     def tokens_per_s(self) -> float: return self.bs * self.bptt / statistics.median(self.times)
 
+MATMULS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::addmv', 'aten::mv', 'mkldnn::_linear_pointwise')
+LSTM_OPS = ('aten::mkldnn_rnn_layer', 'aten::mkldnn_rnn_layer_backward')    # oneDNN's LSTM: its products and gates in one op
+
+def profile(run: Runner, batches: int = 2) -> dict:
+    "Profile `batches` training batches of `run`: ms per batch, the shares in matrix products and in oneDNN's fused LSTM layers, and the 5 costliest other ops."
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(batches): run.batch(record=False)
+    ops = [(e.key, e.self_cpu_time_total / 1000 / batches) for e in prof.key_averages()]
+    total = sum(ms for _, ms in ops)
+    share = lambda names: round(sum(ms for k, ms in ops if k in names) / total, 3)
+    others = sorted(((k, ms) for k, ms in ops if k not in MATMULS + LSTM_OPS), key=lambda o: -o[1])[:5]
+    return dict(batch_ms=round(total), matmul_share=share(MATMULS), lstm_share=share(LSTM_OPS), top_other_ms={k: round(ms) for k, ms in others})
+
 def race(awd: AWDLSTMConfig, qrnn: QRNNConfig, vocab: int, batches: int, rounds: int, bs: int, bptt: int) -> dict:
     a, q = Runner(awd, vocab, bs, bptt), Runner(qrnn, vocab, bs, bptt)
     a.batch(False); q.batch(False)
@@ -76,7 +95,9 @@ def main():
     p.add_argument('--vocab', type=int, default=15_000)
     p.add_argument('--batches', type=int, default=3); p.add_argument('--rounds', type=int, default=2)
     p.add_argument('--bs', type=int, default=64); p.add_argument('--bptt', type=int, default=70)
+    p.add_argument('--profile', action='store_true', help='profile one batch of each model instead of racing them')
     args = p.parse_args()
+    if args.profile: return main_profile(args)
     rows = []
     for pair in args.pairs:
         emb, hid, layers = map(int, pair.split(','))
@@ -93,5 +114,25 @@ def main():
     for r in rows:
         a, q = r['awd_lstm'], r['qrnn']
         print(f"| {r['match']} | {a['model']} | {a['params_M']}M | {a['tokens_per_s']:,} | {q['model']} | {q['params_M']}M | {q['tokens_per_s']:,} | **{r['speedup']}x** |")
+
+def main_profile(args):
+    "Each pair's models, a warm-up batch then 2 profiled batches each: where the time goes."
+    rows = []
+    for pair in args.pairs:
+        emb, hid, layers = map(int, pair.split(','))
+        awd = AWDLSTMConfig(emb_sz=emb, n_hid=hid, n_layers=layers)
+        qrnn = QRNNConfig(emb_sz=emb, n_hid=equal_params_hid(awd, args.vocab), n_layers=layers)
+        for name, config in (('awd_lstm', awd), ('qrnn', qrnn)):
+            run = Runner(config, args.vocab, args.bs, args.bptt)
+            run.batch(False)
+            rows.append(dict(arch=name, model=f'{config.emb_sz}/{config.n_hid}/{config.n_layers}', **profile(run))); print(rows[-1], flush=True)
+    write_json(OUT/'qrnn_profile.json', dict(command=command(), date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                                             threads=torch.get_num_threads(), torch=torch.__version__, loadavg=loadavg(), rows=rows))
+    print('\n| arch | model | batch ms (profiled) | matrix products | LSTM layers (oneDNN, fused) | everything else | costliest other ops (ms per batch) |'
+          '\n|---|---|---|---|---|---|---|')
+    for r in rows:
+        rest = 1 - r['matmul_share'] - r['lstm_share']
+        print(f"| {r['arch']} | {r['model']} | {r['batch_ms']:,} | {r['matmul_share']:.0%} | {r['lstm_share']:.0%} | {rest:.0%} | "
+              + ', '.join(f'{k} {v}' for k, v in r['top_other_ms'].items()) + ' |')
 
 if __name__ == '__main__': main()

@@ -1,5 +1,5 @@
 """DDP on 2 CPU processes (gloo): the same weights, losses and metrics as one process over the same global batches,
-every sample on exactly one rank; for the tiny regression net, the AWD-LSTM language model and the BPT3C classifier."""
+every sample on exactly one rank; for the tiny regression net, the AWD-LSTM and QRNN language models and BPT3C classifiers."""
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,11 +21,13 @@ from fitlam.metrics import AccumMetric, Accuracy, F1Macro, Perplexity
 from fitlam.models.awdlstm import AWDLSTMConfig, get_language_model
 from fitlam.models.kernels import lm_cross_entropy
 from fitlam.models.classifier import get_text_classifier
+from fitlam.models.qrnn import AWDQRNN, QRNNConfig
 from fitlam.schedule import GradualUnfreezing
 from fitlam.testing import TINY_AWD, TinyNet, synth_corpus, synth_regression
 from fitlam.text_learner import language_model_learner, text_classifier_learner
 
 TINY = AWDLSTMConfig(**TINY_AWD)
+TINY_QRNN = QRNNConfig(**TINY_AWD, window=2)      # MultiFiT's encoder: a 2-wide convolution in the first layer, state (x_prev, c)
 V = 40                       # vocab size of the synthetic token data (ids 2..V-1; 1 is xxpad)
 
 
@@ -140,14 +142,20 @@ def placeholder_unfreezing(ddp):
     return fit(learn, ddp, 2, 'fit_one_cycle', cbs=GradualUnfreezing())
 
 
-def language_model(ddp):
+def language_model(ddp, config=TINY):
     "Tiny AWD-LSTM (dropouts off, AR/TAR on), 5 rows per batch (3/2), variable sl, validation rows 3 (2/1)."
     torch.manual_seed(2)
     docs = token_docs(30, 5, 25, seed=2)
     data = Data(StreamLoader(docs[:24], bs=5, bptt=8, seed=2), StreamLoader(docs[24:], bs=3, bptt=8, shuffle=False))
-    learn = Learner(data, get_language_model(V, TINY, drop_mult=0.), lm_cross_entropy, lr=1e-2, progress=False,
+    learn = Learner(data, get_language_model(V, config, drop_mult=0.), lm_cross_entropy, lr=1e-2, progress=False,
                     cbs=RNNRegularizer(alpha=2., beta=1.), metrics=[Accuracy(), Perplexity()])
     return fit(learn, ddp)
+
+
+def qrnn_language_model(ddp):
+    "The same with a tiny QRNN: each rank carries the (x_prev, c) state of its own rows from batch to batch."
+    assert isinstance(get_language_model(V, TINY_QRNN).encoder, AWDQRNN)
+    return language_model(ddp, TINY_QRNN)
 
 
 def synth_lm_learner(n_texts: int, seed: int):
@@ -163,17 +171,22 @@ def lm_learner_find_unused(ddp):
     return fit(synth_lm_learner(60, seed=8), ddp, 1, ddp_kwargs=dict(find_unused_parameters=True))
 
 
-def classifier(ddp):
+def classifier(ddp, config=TINY):
     "BPT3C classifier (bptt 4, max_len 12, BatchNorm head), 45 documents of 3-30 tokens in batches of 8 (the last has 5)."
     torch.manual_seed(3)
     docs = token_docs(60, 3, 30, seed=3)
     labels = torch.tensor([int(d.float().mean() > V / 2) + int(len(d) > 15) for d in docs])      # 3 classes
     data = Data(PaddedLoader(docs[:45], labels[:45], bs=8, seed=3), PaddedLoader(docs[45:], labels[45:], bs=6, shuffle=False))
-    model = get_text_classifier(V, 3, TINY, drop_mult=0., bptt=4, max_len=12, ps=[0.])
+    model = get_text_classifier(V, 3, config, drop_mult=0., bptt=4, max_len=12, ps=[0.])
     learn = Learner(data, model, F.cross_entropy, opt_func=sgd, lr=1e-2, progress=False, metrics=[Accuracy(), F1Macro()])
     out = fit(learn, ddp)
     out['docs'] = docs[:45]
     return out
+
+
+def qrnn_classifier(ddp):
+    "The same BPT3C classifier on a tiny QRNN encoder (trimmed padding columns and all)."
+    return classifier(ddp, TINY_QRNN)
 
 
 class StopAfter(Callback):
@@ -217,7 +230,8 @@ def ulmfit_clas(ddp, lm):
 
 
 SCENARIOS = dict(regression=regression, placeholder_unfreezing=placeholder_unfreezing, language_model=language_model,
-                 lm_learner_find_unused=lm_learner_find_unused, classifier=classifier)
+                 lm_learner_find_unused=lm_learner_find_unused, classifier=classifier,
+                 qrnn_language_model=qrnn_language_model, qrnn_classifier=qrnn_classifier)
 PIPELINE = ['ulmfit_lm', 'ulmfit_clas']
 
 
@@ -322,6 +336,11 @@ def test_weights_moved(single):
     "The comparisons above are not between untrained models."
     torch.manual_seed(0)
     assert not torch.allclose(single['regression']['weights']['head.weight'], TinyNet().head.weight.detach())
+    torch.manual_seed(2)
+    init = get_language_model(V, TINY_QRNN, drop_mult=0.).state_dict()
+    trained = single['qrnn_language_model']['weights']
+    for k in ('encoder.rnns.0.weight', 'encoder.rnns.1.weight'):       # every QRNN layer's gates trained
+        assert not torch.allclose(trained[k], init[k]), k
 
 
 def test_regression_ranks_partition_the_dataset(ranks):
