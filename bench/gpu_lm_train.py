@@ -10,6 +10,9 @@ no variable BPTT, so every side gets the same batch shapes), in fp32 and in bf16
   GPU is `F.cross_entropy`);
 - cudnn-ref: embedding -> one `nn.LSTM` (cuDNN, flattened weights) per layer -> tied decoder, `F.cross_entropy`, fused
   AdamW; no dropout, weight drop or AR/TAR: the speed an LM of these sizes can reach on this GPU with stock PyTorch;
+- fitlam-qrnn, fitlam-qrnn-eqp (`--qrnn`): the same learner with MultiFiT's QRNN encoder (`arch='qrnn'`, window 2
+  in the first layer), of the same sizes, and with its hidden size raised until it has the AWD-LSTM's weight count
+  (bench/qrnn_speed.py's `equal_params_hid`): on a GPU the LSTM runs on cuDNN, the QRNN's scan on plain PyTorch ops;
 - fitlam-lean-ce (`--ablate-loss`): the same learner with the CPU's lean loss forced, `lm_cross_entropy(block=64)`
   (many small kernels per batch);
 - fastai (optional, `--fastai-path DIR` holding fastai 2.8 and fastcore 2; put before fitlam's own packages):
@@ -24,6 +27,7 @@ real fit gets. Peak GPU memory is `torch.cuda.max_memory_allocated()` over the f
     python bench/gpu_lm_train.py                                    # fitlam + cudnn-ref, both sizes, fp32 and bf16
     python bench/gpu_lm_train.py --fastai-path /tmp/site_fa         # with fastai
     python bench/gpu_lm_train.py --configs 200,512,2 --batches 20   # a quick look
+    python bench/gpu_lm_train.py --qrnn --precisions fp32 bf16      # with MultiFiT's QRNN beside the AWD-LSTM
 """
 from __future__ import annotations
 import argparse, gc, json, os, platform, statistics, subprocess, sys, time
@@ -85,7 +89,17 @@ def lean_ce(pred, yb):
     return lm_cross_entropy(pred, yb, block=64)
 
 
-def run_fitlam(a, data, emb, hid, layers, bf16, loss_func=None) -> dict:
+def qrnn_config(emb, hid, layers, vocab: int, equal_params: bool):
+    "MultiFiT's QRNN of the AWD-LSTM's sizes, or with the hidden size that gives it the AWD-LSTM's weight count."
+    from fitlam.models.awdlstm import AWDLSTMConfig
+    from fitlam.models.qrnn import QRNNConfig
+    from qrnn_speed import equal_params_hid
+    if equal_params: hid = equal_params_hid(AWDLSTMConfig(emb_sz=emb, n_hid=hid, n_layers=layers), vocab)
+    return QRNNConfig(emb_sz=emb, n_hid=hid, n_layers=layers)
+
+
+def run_fitlam(a, data, emb, hid, layers, bf16, loss_func=None, config=None, device='cuda') -> dict:
+    "fitlam's learner for one fit, timed: an AWD-LSTM of the sizes, or `config` (a QRNN)."
     import torch
     from fitlam.callback import Callback, CancelFitException
     from fitlam.core import set_seed
@@ -102,14 +116,14 @@ def run_fitlam(a, data, emb, hid, layers, bf16, loss_func=None) -> dict:
                 raise CancelFitException()
 
     set_seed(a.seed)
-    learn = language_model_learner(data, config=AWDLSTMConfig(emb_sz=emb, n_hid=hid, n_layers=layers), drop_mult=a.drop_mult,
-                                   bf16=bf16, progress=False, device='cuda')
+    config = config or AWDLSTMConfig(emb_sz=emb, n_hid=hid, n_layers=layers)
+    learn = language_model_learner(data, config=config, drop_mult=a.drop_mult, bf16=bf16, progress=False, device=device)
     if loss_func is not None: learn.loss_func = loss_func
     assert len(data.train_dl) >= timing.n_synced + a.batches, (len(data.train_dl), timing.n_synced + a.batches)
     torch.cuda.reset_peak_memory_stats()
     learn.fit_one_cycle(1, lr=a.lr, cbs=Timer())
     res = dict(timing.result(a.bs * a.bptt), peak_mem_mb=round(torch.cuda.max_memory_allocated() / 2**20),
-               params=sum(p.numel() for p in learn.model.parameters()))
+               params=sum(p.numel() for p in learn.model.parameters()), model_hid=config.n_hid)
     del learn; gc.collect(); torch.cuda.empty_cache()
     return res
 
@@ -209,6 +223,7 @@ def main():
     ap.add_argument('--seed', type=int, default=42)
     ap.add_argument('--ablate-loss', action='store_true', help="also fitlam with lm_cross_entropy(block=64), the CPU's lean loss")
     ap.add_argument('--no-ref', action='store_true', help='skip the cudnn-ref rows')
+    ap.add_argument('--qrnn', action='store_true', help="also fitlam's QRNN LM: same sizes, and equal parameters")
     ap.add_argument('--fastai-path', default=None, help='a folder holding fastai 2.8 + fastcore 2 (pip install --target)')
     ap.add_argument('--timeout', type=float, default=600, help='seconds per fastai process')
     ap.add_argument('--json', default=str(OUT/'gpu_lm_train.json'))
@@ -234,6 +249,10 @@ def main():
         ids_path = OUT/'gpu_lm_ids.pt'
         torch.save(dict(train=stream(data.train_dl), valid=stream(data.valid_dl), itos=list(data.vocab.itos)), ids_path)
     sides = [('fitlam', run_fitlam)]
+    if a.qrnn:
+        for side, eqp in (('fitlam-qrnn', False), ('fitlam-qrnn-eqp', True)):
+            sides.append((side, lambda a, d, emb, hid, layers, bf16, eqp=eqp:
+                          run_fitlam(a, d, emb, hid, layers, bf16, config=qrnn_config(emb, hid, layers, len(d.vocab), eqp))))
     if a.ablate_loss: sides.append(('fitlam-lean-ce', lambda *args: run_fitlam(*args, loss_func=lean_ce)))
     if not a.no_ref: sides.append(('cudnn-ref', run_cudnn_ref))
     if a.fastai_path: sides.append(('fastai', lambda a, d, *cfg: run_fastai(a, ids_path, *cfg)))
@@ -264,7 +283,7 @@ def main():
           'peak GPU MiB | loss first -> last |')
     print('|---|---|---|---|---|---|---|---|')
     for r in rows:
-        m = f"{r['emb']}/{r['hid']}/{r['layers']}"
+        m = f"{r['emb']}/{r.get('model_hid', r['hid'])}/{r['layers']}"
         if 'error' in r: print(f"| {m} | {r['side']} | {r['precision']} | error: {r['error'][:120]} | | | | |"); continue
         base = ref.get((r['emb'], r['hid'], r['layers'], r['precision']))
         pct = f"{100 * r['pipelined_tok_s'] / base['pipelined_tok_s']:.0f}%" if base else '-'
