@@ -13,9 +13,10 @@ same machine; we quote the median batch and tokens/s = bs * bptt / median, and t
     .venv/bin/python bench/qrnn_speed.py --pairs 200,512,2 --batches 2 --rounds 1   # a quick look
     .venv/bin/python bench/qrnn_speed.py --profile            # where each LM's batch goes (~2 min)
 
-`--profile` times one batch of each model under `torch.profiler` and splits it into matrix products (the gates'
-projections, the decoder and their gradients: work that takes the same time per weight in either architecture) and
-everything else, the bound on what fusing the QRNN's element-wise passes could give.
+`--profile` times two batches of each model (after a warm-up one) under `torch.profiler` and splits them into
+matrix products (the gates' projections, the decoder and their gradients: the same time per weight in either
+architecture), oneDNN's fused LSTM layers and everything else: the bound on what fusing the QRNN's element-wise
+passes could give.
 """
 from __future__ import annotations
 import argparse, math, platform, statistics, time
@@ -95,7 +96,7 @@ def main():
     p.add_argument('--vocab', type=int, default=15_000)
     p.add_argument('--batches', type=int, default=3); p.add_argument('--rounds', type=int, default=2)
     p.add_argument('--bs', type=int, default=64); p.add_argument('--bptt', type=int, default=70)
-    p.add_argument('--profile', action='store_true', help='profile one batch of each model instead of racing them')
+    p.add_argument('--profile', action='store_true', help='profile two batches of each model instead of racing them')
     args = p.parse_args()
     if args.profile: return main_profile(args)
     rows = []
